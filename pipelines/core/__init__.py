@@ -1,0 +1,22 @@
+"""Shared machinery of every pipeline: the Task contract, CLI, runner, tracking, data utilities."""
+
+from pipelines.core.config import RunOptions, TaskConfig, option
+from pipelines.core.errors import ConfigError, DataError, PipelineError, TrackingError
+from pipelines.core.runner import main, run
+from pipelines.core.task import Report, SearchSpace, Splits, Task
+
+__all__ = [
+    "ConfigError",
+    "DataError",
+    "PipelineError",
+    "Report",
+    "RunOptions",
+    "SearchSpace",
+    "Splits",
+    "Task",
+    "TaskConfig",
+    "TrackingError",
+    "main",
+    "option",
+    "run",
+]

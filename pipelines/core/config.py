@@ -1,0 +1,99 @@
+"""Config dataclasses shared by every task.
+
+A task's config subclasses :class:`TaskConfig`; every field becomes a CLI flag and an MLflow
+param, so the common hyperparameters keep one name across tasks (``cell``, ``units``, ...).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from models.recurrent import CELL_NAMES
+from pipelines.core.errors import ConfigError
+
+
+def option(default: Any, help: str, choices: tuple | None = None, **kwargs: Any) -> Any:
+    """A dataclass field carrying its CLI help text and allowed values."""
+    metadata = {"help": help, "choices": choices}
+    if isinstance(default, list | dict):
+        return field(default_factory=lambda: type(default)(default), metadata=metadata, **kwargs)
+    return field(default=default, metadata=metadata, **kwargs)
+
+
+@dataclass
+class TaskConfig:
+    """Hyperparameters every recurrent task has. Subclasses override defaults and add fields."""
+
+    data: str = option("", "registered data set name, tfds:NAME, or a file/folder path")
+    cell: str = option("lstm", "recurrent cell", choices=CELL_NAMES)
+    units: int = option(64, "units per recurrent layer")
+    layers: int = option(1, "number of stacked recurrent layers")
+    dropout: float = option(0.0, "input dropout of the recurrent layers")
+    recurrent_dropout: float = option(0.0, "recurrent-state dropout of the recurrent layers")
+    learning_rate: float = option(1e-3, "Adam(W) learning rate")
+    weight_decay: float = option(0.0, "decoupled weight decay (AdamW); 0 means plain Adam")
+    epochs: int = option(20, "maximum training epochs (early stopping may end sooner)")
+    batch_size: int = option(64, "training batch size")
+    patience: int = option(5, "early-stopping patience in epochs (0 disables it)")
+    seed: int = option(42, "random seed for data splits, initialisation and shuffling")
+
+    def validate(self) -> None:
+        """Reject out-of-range values before any work starts."""
+        for name in ("units", "layers", "epochs", "batch_size"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"--{_flag(name)} must be positive, got {getattr(self, name)}")
+        for name in ("dropout", "recurrent_dropout"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ConfigError(f"--{_flag(name)} must be in [0, 1), got {getattr(self, name)}")
+        if self.learning_rate <= 0:
+            raise ConfigError(f"--learning-rate must be positive, got {self.learning_rate}")
+        if self.weight_decay < 0 or self.patience < 0:
+            raise ConfigError("--weight-decay and --patience must not be negative")
+        for f in dataclasses.fields(self):
+            choices = f.metadata.get("choices")
+            if choices and getattr(self, f.name) not in choices:
+                raise ConfigError(
+                    f"--{_flag(f.name)} must be one of {', '.join(map(str, choices))}, "
+                    f"got {getattr(self, f.name)!r}"
+                )
+
+    def to_params(self) -> dict[str, Any]:
+        """Flat dict of the resolved config, as logged to MLflow."""
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class RunOptions:
+    """How to run (not what to learn): tracking, tuning, distribution, outputs."""
+
+    tune: bool = option(False, "search hyperparameters with KerasTuner instead of one run")
+    tuner: str = option(
+        "random", "KerasTuner algorithm", choices=("random", "hyperband", "bayesian")
+    )
+    max_trials: int = option(10, "number of tuning trials")
+    executions_per_trial: int = option(1, "models trained per tuning trial (averaged)")
+    strategy: str = option(
+        "auto", "tf.distribute strategy", choices=("auto", "mirrored", "multiworker", "tpu")
+    )
+    precision: str = option(
+        "float32", "Keras dtype policy", choices=("float32", "mixed_float16", "mixed_bfloat16")
+    )
+    tracking_uri: str = option("", "MLflow tracking URI (default $MLFLOW_TRACKING_URI or mlruns/)")
+    experiment: str = option("", "MLflow experiment name (default: the task name)")
+    run_name: str = option("", "MLflow run name (default: <task>-<cell>-<data>)")
+    resume: bool = option(False, "resume an interrupted run or search from --output")
+    output: str = option("", "directory for plain-file results, checkpoints and tuner state")
+    jit_compile: bool = option(False, "compile the model with XLA")
+    log_model: bool = option(True, "log the trained model to MLflow")
+
+    def validate(self) -> None:
+        if self.max_trials <= 0 or self.executions_per_trial <= 0:
+            raise ConfigError("--max-trials and --executions-per-trial must be positive")
+        if self.resume and not self.output:
+            raise ConfigError("--resume needs --output (where the checkpoints are kept)")
+
+
+def _flag(name: str) -> str:
+    return name.replace("_", "-")

@@ -1,0 +1,190 @@
+"""The runner: everything that is the same for every task.
+
+``main(task)`` parses the CLI, opens the MLflow run, seeds, picks the strategy, fits with the
+standard callbacks, evaluates, logs, writes ``--output`` files, and turns known failures into one
+line on stderr with exit code 2.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import keras
+import mlflow
+import numpy as np
+
+from pipelines.core import tracking
+from pipelines.core.cli import build_parser, split_namespace
+from pipelines.core.config import RunOptions, TaskConfig
+from pipelines.core.errors import PipelineError
+from pipelines.core.strategy import is_chief, select_strategy
+from pipelines.core.task import Report, Splits, Task
+
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
+
+
+@dataclass
+class Result:
+    """A finished run: the trained model, its report, training history and where it was logged."""
+
+    model: keras.Model
+    report: Report
+    history: dict[str, list[float]]
+    metrics: dict[str, float]
+    run_id: str | None = None
+    train_seconds: float = 0.0
+
+
+def main(task: Task, argv: list[str] | None = None) -> int:
+    """CLI entry point of ``python -m pipelines.<task>``; returns the process exit code."""
+    parser = build_parser(
+        f"python -m pipelines.{task.name}", (task.__doc__ or "").strip(), task.config_class
+    )
+    cfg, opts = split_namespace(parser.parse_args(argv), task.config_class)
+    try:
+        result = run(task, cfg, opts)
+    except PipelineError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    print_summary(result.metrics, result.run_id, tracking.resolve_tracking_uri(opts.tracking_uri))
+    return 0
+
+
+def run(task: Task, cfg: TaskConfig, opts: RunOptions) -> Result:
+    """Validate, then train and evaluate one config (or run a search) inside an MLflow run."""
+    cfg.validate()
+    opts.validate()
+    tracking.connect(tracking.resolve_tracking_uri(opts.tracking_uri))
+    tracking.use_experiment(opts.experiment or task.name)
+    if opts.tune:
+        from pipelines.core.tuning import run_search
+
+        return run_search(task, cfg, opts)
+    output = Path(opts.output) if opts.output else None
+    run_id = _resumable_run_id(output) if opts.resume else None
+    tags = {"task": task.name, "cell": cfg.cell, "data": cfg.data} | task.run_tags(cfg)
+    with tracking.tracked_run(run_name(task, cfg, opts), tags, run_id=run_id) as active:
+        if output and is_chief():
+            _remember_run_id(output, active.info.run_id)
+        if run_id is None:
+            tracking.log_params(cfg.to_params() | {"precision": opts.precision})
+            mlflow.log_dict(cfg.to_params(), "config.json")
+        result = train_and_evaluate(task, cfg, opts)
+        result.run_id = active.info.run_id
+        if output and is_chief():
+            write_outputs(output, result)
+    return result
+
+
+def run_name(task: Task, cfg: TaskConfig, opts: RunOptions) -> str:
+    data = Path(cfg.data).stem if cfg.data else "default"
+    return opts.run_name or f"{task.name}-{cfg.cell}-{data}"
+
+
+def train_and_evaluate(
+    task: Task, cfg: TaskConfig, opts: RunOptions, log_model: bool | None = None
+) -> Result:
+    """Seed, load data, build under the strategy, fit, evaluate, log to the active run."""
+    keras.utils.set_random_seed(cfg.seed)
+    keras.mixed_precision.set_global_policy(opts.precision)
+    strategy = select_strategy(opts.strategy)
+    splits = task.data(cfg)
+    with strategy.scope():
+        model = task.build_model(cfg, splits)
+    if opts.jit_compile:
+        model.jit_compile = True
+    mlflow.log_param("parameter_count", model.count_params())
+    started = time.perf_counter()
+    history = fit(task, cfg, model, splits, opts)
+    train_seconds = time.perf_counter() - started
+    report = task.evaluate(model, splits, cfg)
+    report.metrics.setdefault("train_seconds", train_seconds)
+    metrics = tracking.log_report(report)
+    if (opts.log_model if log_model is None else log_model) and is_chief():
+        tracking.log_keras_model(model, task.input_example(splits))
+    return Result(model, report, history, metrics, train_seconds=train_seconds)
+
+
+def fit(
+    task: Task,
+    cfg: TaskConfig,
+    model: keras.Model,
+    splits: Splits,
+    opts: RunOptions,
+    extra_callbacks: list[keras.callbacks.Callback] | None = None,
+) -> dict[str, list[float]]:
+    """Fit with early stopping on the task objective, NaN guard and optional backup/restore."""
+    callbacks: list[keras.callbacks.Callback] = [keras.callbacks.TerminateOnNaN()]
+    if is_chief():
+        callbacks.append(tracking.EpochMetrics())
+    if cfg.patience:
+        callbacks.append(
+            keras.callbacks.EarlyStopping(
+                monitor=task.objective,
+                mode=task.direction,
+                patience=cfg.patience,
+                restore_best_weights=True,
+            )
+        )
+    if opts.output:
+        backup = Path(opts.output) / "checkpoints"
+        if not opts.resume:
+            shutil.rmtree(backup, ignore_errors=True)
+        callbacks.append(keras.callbacks.BackupAndRestore(str(backup)))
+    history = model.fit(
+        splits.train,
+        validation_data=splits.validation,
+        epochs=cfg.epochs,
+        callbacks=callbacks + (extra_callbacks or []),
+        shuffle=False,  # datasets arrive shuffled by the task
+        verbose=2 if sys.stdout.isatty() else 0,
+    )
+    losses = history.history.get("loss", [])
+    if losses and not np.isfinite(losses[-1]):
+        raise PipelineError("training diverged (loss became NaN/inf); try a lower --learning-rate")
+    return history.history
+
+
+def write_outputs(output: Path, result: Result) -> None:
+    """Write tables and metrics as plain files, all or nothing (staged, then moved in place)."""
+    output.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=output, prefix=".staging-") as tmp:
+        staging = Path(tmp)
+        for name, table in result.report.tables.items():
+            table.to_csv(staging / f"{name}.csv", index=False)
+        (staging / "metrics.json").write_text(json.dumps(result.metrics, indent=2) + "\n")
+        for name, obj in result.report.artifacts.items():
+            (staging / f"{name}.json").write_text(json.dumps(obj, indent=2) + "\n")
+        for path in staging.iterdir():
+            path.replace(output / path.name)
+
+
+def _remember_run_id(output: Path, run_id: str) -> None:
+    output.mkdir(parents=True, exist_ok=True)
+    (output / "run.json").write_text(json.dumps({"run_id": run_id}) + "\n")
+
+
+def _resumable_run_id(output: Path | None) -> str | None:
+    path = output / "run.json" if output else None
+    if path is None or not path.exists():
+        return None
+    return json.loads(path.read_text())["run_id"]
+
+
+def print_summary(metrics: dict[str, Any], run_id: str | None, uri: str) -> None:
+    width = max((len(k) for k in metrics), default=0)
+    for name, value in sorted(metrics.items()):
+        print(f"{name:<{width}}  {value:.4f}")
+    if run_id:
+        print(f"MLflow run {run_id}; view it with: {tracking.ui_command(uri)}")

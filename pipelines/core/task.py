@@ -1,0 +1,107 @@
+"""The Task contract: what a pipeline must say about itself; the runner does the rest."""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import keras
+import tensorflow as tf
+
+from pipelines.core.config import TaskConfig
+
+
+@dataclass
+class Splits:
+    """Batched train/validation/test datasets plus what the model needs to know about the data."""
+
+    train: tf.data.Dataset
+    validation: tf.data.Dataset
+    test: tf.data.Dataset
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Report:
+    """What evaluation produced: scalar metrics, figures, tables and JSON-able artifacts.
+
+    Metric names carry no prefix; the runner logs them as ``test_<name>`` unless a name already
+    has a prefix of its own (``baseline_...``). Tables are written to ``--output`` as CSV.
+    """
+
+    metrics: dict[str, float] = field(default_factory=dict)
+    figures: dict[str, Any] = field(default_factory=dict)
+    tables: dict[str, Any] = field(default_factory=dict)
+    artifacts: dict[str, Any] = field(default_factory=dict)
+
+
+class SearchSpace:
+    """One code path for tuned and plain runs.
+
+    ``space.int("units", 16, 128)`` declares a KerasTuner hyperparameter when the runner passes
+    ``hp`` and returns the config's value otherwise, so ``build_model`` is written once.
+    """
+
+    def __init__(self, cfg: TaskConfig, hp: Any = None):
+        self.cfg = cfg
+        self.hp = hp
+
+    def _value(self, name: str) -> Any:
+        return getattr(self.cfg, name)
+
+    def choice(self, name: str, values: list | tuple) -> Any:
+        if self.hp is None:
+            return self._value(name)
+        return self.hp.Choice(name, list(values))
+
+    def int(self, name: str, low: int, high: int, step: int = 1, sampling: str = "linear") -> int:
+        if self.hp is None:
+            return self._value(name)
+        return self.hp.Int(name, low, high, step=step, sampling=sampling)
+
+    def float(
+        self,
+        name: str,
+        low: float,
+        high: float,
+        step: float | None = None,
+        sampling: str = "linear",
+    ) -> float:
+        if self.hp is None:
+            return self._value(name)
+        return self.hp.Float(name, low, high, step=step, sampling=sampling)
+
+
+class Task(abc.ABC):
+    """A pipeline: data, model and evaluation. CLI, tracking, tuning and fitting live in the runner.
+
+    ``objective`` is the validation metric early stopping and the tuner optimise, with its
+    ``direction`` ("min" or "max").
+    """
+
+    name: ClassVar[str]
+    config_class: ClassVar[type[TaskConfig]]
+    objective: ClassVar[str] = "val_loss"
+    direction: ClassVar[str] = "min"
+
+    @abc.abstractmethod
+    def data(self, cfg: TaskConfig) -> Splits:
+        """Load, validate, split and batch the data set named by ``cfg.data``."""
+
+    @abc.abstractmethod
+    def build_model(self, cfg: TaskConfig, splits: Splits, hp: Any = None) -> keras.Model:
+        """A compiled model; with ``hp`` it also declares the search space."""
+
+    @abc.abstractmethod
+    def evaluate(self, model: keras.Model, splits: Splits, cfg: TaskConfig) -> Report:
+        """Test metrics and figures of a trained model."""
+
+    def input_example(self, splits: Splits) -> Any:
+        """A small batch of model inputs, logged with the model so its signature is known."""
+        features = next(iter(splits.test.take(1)))[0]
+        return tf.nest.map_structure(lambda t: t.numpy()[:2], features)
+
+    def run_tags(self, cfg: TaskConfig) -> dict[str, str]:
+        """Extra MLflow tags a task wants on its runs."""
+        return {}

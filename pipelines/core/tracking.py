@@ -1,0 +1,187 @@
+"""MLflow conventions shared by every task: store, experiment, run lifecycle, what gets logged."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import tempfile
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import keras
+import mlflow
+import numpy as np
+
+from pipelines.core.errors import TrackingError
+from pipelines.core.task import Report
+
+DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
+# Fail fast on an unreachable server instead of MLflow's minutes of retries.
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+
+
+def resolve_tracking_uri(uri: str = "") -> str:
+    """``--tracking-uri``, else ``$MLFLOW_TRACKING_URI``, else the SQLite store under mlruns/."""
+    return uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+
+
+def connect(uri: str) -> str:
+    """Point MLflow at ``uri`` after checking the store answers; raise TrackingError if not."""
+    if uri.startswith(("http://", "https://")):
+        health = uri.rstrip("/") + "/health"
+        try:
+            with urllib.request.urlopen(health, timeout=5) as response:
+                response.read()
+        except (urllib.error.URLError, socket.timeout, ConnectionError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise TrackingError(f"MLflow tracking server {uri} is unreachable ({reason})") from None
+    elif uri.startswith("sqlite:///"):
+        db_path = Path(uri.removeprefix("sqlite:///"))
+        try:
+            db_path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise TrackingError(f"cannot create MLflow store at {uri}: {exc.strerror}") from None
+    mlflow.set_tracking_uri(uri)
+    return uri
+
+
+def use_experiment(name: str) -> str:
+    """Create or select the experiment; returns its id."""
+    try:
+        experiment = mlflow.set_experiment(name)
+    except mlflow.exceptions.MlflowException as exc:
+        raise TrackingError(f"cannot open MLflow experiment {name!r}: {exc.message}") from None
+    return experiment.experiment_id
+
+
+def ui_command(uri: str) -> str:
+    """The exact command that shows runs of this store in the MLflow UI."""
+    if uri.startswith(("http://", "https://")):
+        return f"open {uri}"
+    return f"mlflow ui --backend-store-uri {uri}"
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            cwd=Path(__file__).resolve().parent,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return out.stdout.strip() or "unknown"
+
+
+@contextlib.contextmanager
+def tracked_run(
+    run_name: str, tags: dict[str, str], run_id: str | None = None, nested: bool = False
+) -> Iterator[mlflow.ActiveRun]:
+    """An MLflow run that ends FINISHED, FAILED (error message as tag ``error``) or KILLED."""
+    base_tags = {"git_commit": git_commit(), "host": socket.gethostname()}
+    run = mlflow.start_run(
+        run_id=run_id, run_name=None if run_id else run_name, nested=nested, tags=base_tags | tags
+    )
+    try:
+        yield run
+    except KeyboardInterrupt:
+        mlflow.set_tag("error", "interrupted")
+        mlflow.end_run("KILLED")
+        raise
+    except BaseException as exc:
+        mlflow.set_tag("error", f"{type(exc).__name__}: {exc}"[:5000])
+        mlflow.end_run("FAILED")
+        raise
+    else:
+        mlflow.end_run("FINISHED")
+
+
+def log_params(params: dict[str, Any]) -> None:
+    """Log a flat config; values MLflow cannot store are written as strings."""
+    mlflow.log_params(
+        {
+            k: v if isinstance(v, int | float | str | bool) else json.dumps(v)
+            for k, v in params.items()
+        }
+    )
+
+
+class EpochMetrics(keras.callbacks.Callback):
+    """Log every epoch's training and validation metrics to the active MLflow run."""
+
+    def __init__(self, prefix: str = ""):
+        super().__init__()
+        self.prefix = prefix
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        finite = {
+            f"{self.prefix}{k}": float(v)
+            for k, v in (logs or {}).items()
+            if np.isscalar(v) and np.isfinite(v)
+        }
+        if finite:
+            mlflow.log_metrics(finite, step=epoch)
+
+
+def metric_name(name: str) -> str:
+    """``test_`` prefix unless the task already scoped the metric (e.g. ``baseline_...``)."""
+    return name if name.startswith(("test_", "baseline_", "val_", "train_")) else f"test_{name}"
+
+
+def log_report(report: Report) -> dict[str, float]:
+    """Log metrics (NaN dropped, with a tag saying so), figures as PNG, tables as CSV."""
+    metrics = {metric_name(k): float(v) for k, v in report.metrics.items()}
+    finite = {k: v for k, v in metrics.items() if np.isfinite(v)}
+    mlflow.log_metrics(finite)
+    undefined = sorted(set(metrics) - set(finite))
+    if undefined:
+        mlflow.set_tag("undefined_metrics", ",".join(undefined))
+    for name, figure in report.figures.items():
+        mlflow.log_figure(figure, f"figures/{name}.png")
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, table in report.tables.items():
+            path = Path(tmp) / f"{name}.csv"
+            table.to_csv(path, index=False)
+            mlflow.log_artifact(str(path), artifact_path="results")
+    for name, obj in report.artifacts.items():
+        mlflow.log_dict(obj, f"results/{name}.json")
+    return metrics
+
+
+def log_keras_model(model: keras.Model, input_example: Any) -> str:
+    """Log with the mlflow.keras flavor, signature inferred from a real input batch.
+
+    Saved locally, then uploaded: mlflow.keras.log_model (3.17) writes the input example
+    before creating its directory and fails, while save_model into an existing one works.
+    """
+    signature = mlflow.models.infer_signature(
+        input_example, np.asarray(model.predict(input_example, verbose=0))
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "model"
+        path.mkdir()
+        mlflow.keras.save_model(
+            model,
+            str(path),
+            signature=signature,
+            input_example=input_example,
+            pip_requirements=_pip_requirements(),
+        )
+        mlflow.log_artifacts(str(path), artifact_path="model")
+    return f"runs:/{mlflow.active_run().info.run_id}/model"
+
+
+def _pip_requirements() -> list[str]:
+    """Pinned to the running versions; skips MLflow's slow requirement inference."""
+    import importlib.metadata as md
+
+    return [f"{pkg}=={md.version(pkg)}" for pkg in ("tensorflow", "keras", "mlflow", "numpy")]
