@@ -336,8 +336,15 @@ def _ratio(num: float, den: float) -> float:
 
 
 def _f1(precision: float, recall: float) -> float:
-    if math.isnan(precision) or math.isnan(recall):
+    """2TP / (2TP + FP + FN): undefined only when there is nothing to find and nothing found.
+
+    When just one of precision/recall is undefined, TP = 0 and the defined one is 0, so F1 is 0
+    (a detector that stays silent on a labelled anomaly scores 0, not NaN).
+    """
+    if math.isnan(precision) and math.isnan(recall):
         return float("nan")
+    if math.isnan(precision) or math.isnan(recall):
+        return 0.0
     return _ratio(2 * precision * recall, precision + recall) if precision + recall else 0.0
 
 
@@ -360,8 +367,8 @@ def evaluate_detection(
     * ``roc_auc`` and ``pr_auc`` (average precision) of the raw scores, via scikit-learn.
 
     Undefined metrics are NaN rather than errors: precisions with no detections, recalls
-    and ``pr_auc`` with no positive labels, ``roc_auc`` unless both classes occur, F1 when
-    its precision or recall is NaN (F1 is 0 when both are 0).
+    and ``pr_auc`` with no positive labels, ``roc_auc`` unless both classes occur, F1 only
+    with neither labels nor detections (otherwise 2TP / (2TP + FP + FN)).
     """
     y = _as_binary(labels, "labels")
     s = _as_scores(scores)

@@ -158,7 +158,12 @@ class AnomalyTask(Task):
             raise DataError(str(exc).strip("'\"")) from None
         if not np.issubdtype(series.timestamps.dtype, np.datetime64):
             raise DataError("NAB labels need --time-column naming the CSV's timestamp column")
-        return detection.nab_windows_to_labels(series.timestamps, nab_windows)
+        labels = detection.nab_windows_to_labels(series.timestamps, nab_windows)
+        if nab_windows and not labels.any():
+            raise DataError(
+                f"the NAB windows of {Path(data_path).name} do not overlap its timestamps"
+            )
+        return labels
 
     @staticmethod
     def split(series: TimeSeries, cfg: AnomalyConfig) -> tuple[int, int]:

@@ -105,8 +105,9 @@ def _check_finite(values: np.ndarray, name: str, fill_missing: bool) -> np.ndarr
     if not bad.any():
         return values
     if not fill_missing:
+        first = int(np.argwhere(bad)[0, 0])
         raise DataError(
-            f"{name} has {int(bad.sum())} NaN/inf value(s) (first at row {int(np.argwhere(bad)[0, 0])});"
+            f"{name} has {int(bad.sum())} NaN/inf value(s) (first at row {first});"
             " pass --fill-missing to interpolate them"
         )
     frame = pd.DataFrame(np.where(bad, np.nan, values))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import socket
 import subprocess
@@ -22,6 +23,8 @@ from pipelines.core.errors import TrackingError
 from pipelines.core.task import Report
 
 DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
+# MLflow's INFO chatter (database creation, migrations) would bury our one-line errors.
+logging.getLogger("mlflow").setLevel(logging.WARNING)
 # Fail fast on an unreachable server instead of MLflow's minutes of retries.
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
@@ -39,7 +42,7 @@ def connect(uri: str) -> str:
         try:
             with urllib.request.urlopen(health, timeout=5) as response:
                 response.read()
-        except (urllib.error.URLError, socket.timeout, ConnectionError) as exc:
+        except (TimeoutError, urllib.error.URLError, ConnectionError) as exc:
             reason = getattr(exc, "reason", exc)
             raise TrackingError(f"MLflow tracking server {uri} is unreachable ({reason})") from None
     elif uri.startswith("sqlite:///"):
@@ -53,8 +56,20 @@ def connect(uri: str) -> str:
 
 
 def use_experiment(name: str) -> str:
-    """Create or select the experiment; returns its id."""
+    """Create or select the experiment; returns its id.
+
+    With a SQLite store, a new experiment keeps its artifacts beside the database (MLflow's
+    default would be ./mlruns of whatever directory the run started in).
+    """
     try:
+        experiment = mlflow.get_experiment_by_name(name)
+        if experiment is None:
+            uri = mlflow.get_tracking_uri()
+            location = None
+            if uri.startswith("sqlite:///"):
+                db_dir = Path(uri.removeprefix("sqlite:///")).resolve().parent
+                location = (db_dir / name).as_uri()
+            mlflow.create_experiment(name, artifact_location=location)
         experiment = mlflow.set_experiment(name)
     except mlflow.exceptions.MlflowException as exc:
         raise TrackingError(f"cannot open MLflow experiment {name!r}: {exc.message}") from None

@@ -199,11 +199,15 @@ def test_evaluate_detection_perfect_scores_auc_one():
 def test_evaluate_detection_undefined_metrics_are_nan():
     m = evaluate_detection([0, 0, 0, 0], [0.1, 0.9, 0.2, 0.3], [0, 1, 0, 0])
     assert m["point_precision"] == 0.0 and m["event_precision"] == 0.0
-    for key in ("point_recall", "point_f1", "event_recall", "event_f1", "roc_auc", "pr_auc"):
+    assert m["point_f1"] == 0.0 and m["event_f1"] == 0.0  # a false alarm: 2TP/(2TP+FP+FN)
+    for key in ("point_recall", "event_recall", "roc_auc", "pr_auc"):
         assert math.isnan(m[key]), key
     m = evaluate_detection([0, 1, 0], [0.1, 0.2, 0.3], [0, 0, 0])
     assert math.isnan(m["point_precision"]) and math.isnan(m["event_precision"])
     assert m["point_recall"] == 0.0 and m["event_recall"] == 0.0
+    assert m["point_f1"] == 0.0 and m["event_f1"] == 0.0  # silent on a real anomaly
+    m = evaluate_detection([0, 0, 0], [0.1, 0.2, 0.3], [0, 0, 0])
+    assert math.isnan(m["point_f1"]) and math.isnan(m["event_f1"])
     with pytest.raises(ValueError):
         evaluate_detection([0, 1], [0.1, 0.2, 0.3], [0, 1])
 
