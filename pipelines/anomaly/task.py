@@ -173,6 +173,11 @@ class AnomalyTask(Task):
         validation = int(round(series.test_start * cfg.validation_fraction))
         return series.test_start - validation, series.test_start
 
+    def data_hyperparameters(self, space: SearchSpace) -> dict[str, Any]:
+        """The window length is searched around the configured one (half, same, double)."""
+        window = space.cfg.window
+        return {"window": space.choice("window", sorted({max(2, window // 2), window, 2 * window}))}
+
     # ---- model ------------------------------------------------------------------------------
     def build_model(self, cfg: AnomalyConfig, splits: Splits, hp: Any = None) -> keras.Model:
         space = SearchSpace(cfg, hp)

@@ -7,6 +7,7 @@ line on stderr with exit code 2.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import sys
@@ -35,7 +36,7 @@ EXIT_INTERRUPTED = 130
 class Result:
     """A finished run: the trained model, its report, training history and where it was logged."""
 
-    model: keras.Model
+    model: keras.Model | None  # None on a tuning worker: the chief holds the search's result
     report: Report
     history: dict[str, list[float]]
     metrics: dict[str, float]
@@ -93,9 +94,17 @@ def run_name(task: Task, cfg: TaskConfig, opts: RunOptions) -> str:
 
 
 def train_and_evaluate(
-    task: Task, cfg: TaskConfig, opts: RunOptions, log_model: bool | None = None
+    task: Task,
+    cfg: TaskConfig,
+    opts: RunOptions,
+    log_model: bool | None = None,
+    merge_validation: bool = False,
 ) -> Result:
-    """Seed, load data, build under the strategy, fit, evaluate, log to the active run."""
+    """Seed, load data, build under the strategy, fit, evaluate, log to the active run.
+
+    ``merge_validation`` trains on train+validation without validation (the final refit of a
+    search, whose epoch count the search already chose); evaluation still sees the real splits.
+    """
     keras.utils.set_random_seed(cfg.seed)
     keras.mixed_precision.set_global_policy(opts.precision)
     strategy = select_strategy(opts.strategy)
@@ -106,7 +115,11 @@ def train_and_evaluate(
         model.jit_compile = True
     mlflow.log_param("parameter_count", model.count_params())
     started = time.perf_counter()
-    history = fit(task, cfg, model, splits, opts)
+    if merge_validation:
+        merged = dataclasses.replace(splits, train=splits.train.concatenate(splits.validation))
+        history = fit(task, cfg, model, merged, opts, validation=False)
+    else:
+        history = fit(task, cfg, model, splits, opts)
     train_seconds = time.perf_counter() - started
     report = task.evaluate(model, splits, cfg)
     report.metrics.setdefault("train_seconds", train_seconds)
@@ -123,11 +136,19 @@ def fit(
     splits: Splits,
     opts: RunOptions,
     extra_callbacks: list[keras.callbacks.Callback] | None = None,
+    *,
+    initial_epoch: int = 0,
+    validation: bool = True,
+    metrics_prefix: str = "",
 ) -> dict[str, list[float]]:
-    """Fit with early stopping on the task objective, NaN guard and optional backup/restore."""
+    """Fit with early stopping on the task objective, NaN guard and optional backup/restore.
+
+    ``initial_epoch`` lets Hyperband continue a trial; ``metrics_prefix`` keeps the curves of a
+    tuning trial's repeated executions apart.
+    """
     callbacks: list[keras.callbacks.Callback] = [keras.callbacks.TerminateOnNaN()]
     if is_chief():
-        callbacks.append(tracking.EpochMetrics())
+        callbacks.append(tracking.EpochMetrics(metrics_prefix))
     if cfg.patience:
         callbacks.append(
             keras.callbacks.EarlyStopping(
@@ -144,8 +165,9 @@ def fit(
         callbacks.append(keras.callbacks.BackupAndRestore(str(backup)))
     history = model.fit(
         splits.train,
-        validation_data=splits.validation,
+        validation_data=splits.validation if validation else None,
         epochs=cfg.epochs,
+        initial_epoch=initial_epoch,
         callbacks=callbacks + (extra_callbacks or []),
         shuffle=False,  # datasets arrive shuffled by the task
         verbose=2 if sys.stdout.isatty() else 0,

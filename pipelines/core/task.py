@@ -97,6 +97,15 @@ class Task(abc.ABC):
     def evaluate(self, model: keras.Model, splits: Splits, cfg: TaskConfig) -> Report:
         """Test metrics and figures of a trained model."""
 
+    def data_hyperparameters(self, space: SearchSpace) -> dict[str, Any]:
+        """Config fields that shape the data (a window length, a vocabulary size), declared
+        through ``space`` like ``build_model``'s; returns field -> value.
+
+        They are resolved before ``data`` is called, so a search can vary them per trial (the
+        tuner rebuilds the data once per distinct value); a plain run gets its config back.
+        """
+        return {}
+
     def input_example(self, splits: Splits) -> Any:
         """A small batch of model inputs, logged with the model so its signature is known."""
         features = next(iter(splits.test.take(1)))[0]

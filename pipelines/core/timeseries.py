@@ -204,3 +204,20 @@ def windows(
     if shuffle_seed is not None:
         dataset = dataset.shuffle(len(starts), seed=shuffle_seed, reshuffle_each_iteration=True)
     return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def origin_windows(
+    inputs: np.ndarray, targets: np.ndarray, origins: np.ndarray, window: int, horizon: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """History ``inputs[t-window:t]`` and future ``targets[t:t+horizon]`` of each origin ``t``.
+
+    An origin is the first forecast step, so a sample never sees the values it must predict.
+    """
+    origins = np.asarray(origins)
+    if origins.min() < window or origins.max() + horizon > len(targets):
+        raise DataError(
+            f"forecast origins need {window} steps of history and {horizon} steps ahead"
+        )
+    past = origins[:, None] + np.arange(-window, 0)[None, :]
+    future = origins[:, None] + np.arange(horizon)[None, :]
+    return inputs[past], targets[future]
