@@ -238,6 +238,14 @@ class AnomalyTask(Task):
         report.figures = self.figures(model, series, found, splits, cfg)
         return report
 
+    def log_serving_model(self, model, splits: Splits, cfg: AnomalyConfig, report: Report) -> None:
+        """A window scorer for ``mlflow models serve`` (artifact path ``scorer``)."""
+        from pipelines.anomaly.serving import log_window_scorer
+
+        series: TimeSeries = splits.info["series"]
+        example = pd.DataFrame(series.values[:256], columns=series.columns)
+        log_window_scorer(model, report.artifacts["detector"], example)
+
     def detect(self, model: keras.Model, splits: Splits, cfg: AnomalyConfig) -> Detection:
         """Score every step, fit the threshold on label-free reference scores, find windows."""
         series: TimeSeries = splits.info["series"]

@@ -50,8 +50,18 @@ def test_default_run_is_fully_tracked(trained):
     assert logged.info.status == "FINISHED"
     assert logged.data.tags["task"] == "anomaly"
     assert logged.data.tags["cell"] == "lstm" and logged.data.tags["data"] == "mitdb"
-    for key in ("cell", "units", "layers", "dropout", "learning_rate", "batch_size", "epochs",
-                "data", "window", "threshold"):
+    for key in (
+        "cell",
+        "units",
+        "layers",
+        "dropout",
+        "learning_rate",
+        "batch_size",
+        "epochs",
+        "data",
+        "window",
+        "threshold",
+    ):
         assert key in logged.data.params
     assert logged.data.params["units"] == "8"
     for key in ("test_event_f1", "test_point_f1", "test_roc_auc", "test_pr_auc", "test_threshold"):
@@ -60,10 +70,18 @@ def test_default_run_is_fully_tracked(trained):
     assert [m.step for m in history] == list(range(len(result.history["loss"])))
     artifacts = mlflow.artifacts.download_artifacts(run_id=logged.info.run_id, tracking_uri=uri)
     names = {str(p.relative_to(artifacts)) for p in Path(artifacts).rglob("*") if p.is_file()}
-    for name in ("figures/series.png", "figures/score.png", "figures/error_histogram.png",
-                 "figures/gates.png", "results/anomalies.csv", "results/windows.csv",
-                 "results/detector.json", "model/MLmodel", "model/input_example.json",
-                 "config.json"):
+    for name in (
+        "figures/series.png",
+        "figures/score.png",
+        "figures/error_histogram.png",
+        "figures/gates.png",
+        "results/anomalies.csv",
+        "results/windows.csv",
+        "results/detector.json",
+        "model/MLmodel",
+        "model/input_example.json",
+        "config.json",
+    ):
         assert name in names
 
 
@@ -73,8 +91,9 @@ def test_logged_model_reloads_and_predicts_the_same(trained):
     mlflow.set_tracking_uri(uri)
     reloaded = mlflow.keras.load_model(f"runs:/{logged.info.run_id}/model")
     x = load_series("mitdb").values[:500][None]
-    np.testing.assert_allclose(reloaded.predict(x, verbose=0), result.model.predict(x, verbose=0),
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        reloaded.predict(x, verbose=0), result.model.predict(x, verbose=0), atol=1e-6
+    )
 
 
 def test_output_files_hold_one_row_per_step(trained):
@@ -123,10 +142,25 @@ def test_ucr135_keeps_its_own_test_part():
 @pytest.mark.parametrize("threshold", ["quantile", "max-train"])
 def test_autoencoder_and_other_thresholds_on_a_csv(workdir, tracking_uri, threshold, capsys):
     data = ecg_like_csv(workdir / "series.csv")
-    code = main(AnomalyTask(), [*TINY, "--data", str(data), "--model", "autoencoder",
-                                "--time-column", "timestamp", "--label-column", "label",
-                                "--threshold", threshold, "--tracking-uri", tracking_uri,
-                                "--no-log-model"])
+    code = main(
+        AnomalyTask(),
+        [
+            *TINY,
+            "--data",
+            str(data),
+            "--model",
+            "autoencoder",
+            "--time-column",
+            "timestamp",
+            "--label-column",
+            "label",
+            "--threshold",
+            threshold,
+            "--tracking-uri",
+            tracking_uri,
+            "--no-log-model",
+        ],
+    )
     assert code == 0, capsys.readouterr().err
     (logged,) = runs_of(tracking_uri, "anomaly")
     assert logged.data.params["model"] == "autoencoder"
@@ -138,13 +172,24 @@ def test_nab_labels_give_a_nab_score(workdir, tracking_uri, capsys):
     frame = pd.read_csv(data).drop(columns="label")
     frame.to_csv(data, index=False)
     stamps = pd.to_datetime(frame["timestamp"])
-    windows = {"realKnownCause/machine_temperature.csv": [
-        [str(stamps[990]), str(stamps[1050])]]}
+    windows = {"realKnownCause/machine_temperature.csv": [[str(stamps[990]), str(stamps[1050])]]}
     labels = workdir / "combined_windows.json"
     labels.write_text(json.dumps(windows))
-    code = main(AnomalyTask(), [*TINY, "--data", str(data), "--time-column", "timestamp",
-                                "--labels", str(labels), "--tracking-uri", tracking_uri,
-                                "--no-log-model"])
+    code = main(
+        AnomalyTask(),
+        [
+            *TINY,
+            "--data",
+            str(data),
+            "--time-column",
+            "timestamp",
+            "--labels",
+            str(labels),
+            "--tracking-uri",
+            tracking_uri,
+            "--no-log-model",
+        ],
+    )
     assert code == 0, capsys.readouterr().err
     (logged,) = runs_of(tracking_uri, "anomaly")
     assert np.isfinite(logged.data.metrics["test_nab_score"])
@@ -153,9 +198,13 @@ def test_nab_labels_give_a_nab_score(workdir, tracking_uri, capsys):
 def _bad_csvs(workdir: Path) -> dict[str, Path]:
     good = ecg_like_csv(workdir / "good.csv")
     frame = pd.read_csv(good)
-    files = {"empty": workdir / "empty.csv", "text": workdir / "text.csv",
-             "nan": workdir / "nan.csv", "short": workdir / "short.csv",
-             "badlabel": workdir / "badlabel.csv"}
+    files = {
+        "empty": workdir / "empty.csv",
+        "text": workdir / "text.csv",
+        "nan": workdir / "nan.csv",
+        "short": workdir / "short.csv",
+        "badlabel": workdir / "badlabel.csv",
+    }
     files["empty"].write_text("")
     pd.DataFrame({"name": ["a", "b"], "kind": ["x", "y"]}).to_csv(files["text"], index=False)
     nan = frame.copy()
@@ -179,20 +228,32 @@ BAD_INPUTS = {
     "nan values": (["--data", "{nan}"], "NaN/inf"),
     "shorter than a window": (["--data", "{short}"], "fewer than one window"),
     "labels not 0/1": (["--data", "{badlabel}", "--label-column", "label"], "only 0 and 1"),
-    "nab windows off the series": (["--data", "{good}", "--time-column", "timestamp",
-                                    "--labels", "late.json"], "do not overlap"),
-    "nab key missing": (["--data", "{good}", "--time-column", "timestamp",
-                         "--labels", "windows.json"], "good.csv"),
+    "nab windows off the series": (
+        ["--data", "{good}", "--time-column", "timestamp", "--labels", "late.json"],
+        "do not overlap",
+    ),
+    "nab key missing": (
+        ["--data", "{good}", "--time-column", "timestamp", "--labels", "windows.json"],
+        "good.csv",
+    ),
     "unknown data name": (["--data", "ecg9000"], "unknown data set 'ecg9000'"),
     "zero epochs": (["--epochs", "0"], "--epochs must be positive"),
     "zero window": (["--window", "0"], "--window must be positive"),
     "negative units": (["--units", "-3"], "--units must be positive"),
     "unreachable server": (["--tracking-uri", "http://127.0.0.1:9"], "unreachable"),
 }
-STARTS_A_RUN = {"missing file", "empty file", "no numeric column", "unknown column",
-                "nan values", "shorter than a window", "labels not 0/1", "nab key missing",
-                "nab windows off the series",
-                "unknown data name"}
+STARTS_A_RUN = {
+    "missing file",
+    "empty file",
+    "no numeric column",
+    "unknown column",
+    "nan values",
+    "shorter than a window",
+    "labels not 0/1",
+    "nab key missing",
+    "nab windows off the series",
+    "unknown data name",
+}
 
 
 @pytest.mark.parametrize("case", sorted(BAD_INPUTS))
@@ -217,8 +278,18 @@ def test_bad_input_is_one_line_exit_2_and_a_failed_run(case, workdir, tracking_u
 
 def test_fill_missing_interpolates_instead_of_failing(workdir, tracking_uri, capsys):
     files = _bad_csvs(workdir)
-    code = main(AnomalyTask(), [*TINY, "--data", str(files["nan"]), "--fill-missing",
-                                "--tracking-uri", tracking_uri, "--no-log-model"])
+    code = main(
+        AnomalyTask(),
+        [
+            *TINY,
+            "--data",
+            str(files["nan"]),
+            "--fill-missing",
+            "--tracking-uri",
+            tracking_uri,
+            "--no-log-model",
+        ],
+    )
     assert code == 0, capsys.readouterr().err
 
 
@@ -226,7 +297,10 @@ def test_cli_process_prints_one_clean_error_line(workdir):
     """The real process: no TensorFlow chatter, no traceback, exit code 2."""
     done = subprocess.run(
         [sys.executable, "-m", "pipelines.anomaly", "--data", "missing.csv"],
-        capture_output=True, text=True, cwd=workdir, timeout=300,
+        capture_output=True,
+        text=True,
+        cwd=workdir,
+        timeout=300,
         env={**__import__("os").environ, "PYTHONPATH": str(Path(__file__).parents[2])},
     )
     assert done.returncode == 2
@@ -240,3 +314,105 @@ def test_help_lists_task_flags_with_defaults(capsys):
     for flag in ("--window", "--threshold", "--model", "--cell", "--tune", "--tracking-uri"):
         assert flag in out
     assert "default: mitdb" in out
+
+
+def test_exported_streaming_savedmodel_gives_the_detector_scores(trained, tmp_path):
+    import tensorflow as tf
+
+    from pipelines.export import main as export_main
+
+    result, cfg, uri, _ = trained
+    (logged,) = runs_of(uri, "anomaly")
+    out = tmp_path / "streaming"
+    assert (
+        export_main(["--run-id", logged.info.run_id, "--output", str(out), "--tracking-uri", uri])
+        == 0
+    )
+    step = tf.saved_model.load(str(out)).signatures["serving_default"]
+    values = load_series("mitdb").values[:300]
+    detector = StreamingDetector(result.model, result.metrics["test_threshold"], cfg.smoothing)
+    expected = detector.score(values)
+    carry = {
+        "prediction": tf.zeros((1, 1)),
+        "score": tf.constant(0.0),
+        "state": tf.zeros((1, 2 * cfg.units)),
+    }
+    scores = []
+    for i, value in enumerate(values):
+        out_step = step(
+            x=tf.constant(value.reshape(1, 1)), first=tf.constant(float(i == 0)), **carry
+        )
+        carry = {k: out_step[k] for k in carry}
+        scores.append(float(out_step["score"]))
+    np.testing.assert_allclose(scores, expected, rtol=1e-4, atol=1e-5)
+    assert json.loads((out / "detector.json").read_text())["smoothing"] == cfg.smoothing
+
+
+def test_export_of_an_unknown_run_is_one_error_line(trained, tmp_path, capsys):
+    from pipelines.export import main as export_main
+
+    _, _, uri, _ = trained
+    code = export_main(
+        ["--run-id", "0" * 32, "--output", str(tmp_path / "x"), "--tracking-uri", uri]
+    )
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and err[0].startswith("error: cannot load run")
+    assert not (tmp_path / "x").exists()
+
+
+def test_mlflow_models_serve_scores_a_posted_window(trained):
+    """`mlflow models serve` on the run's scorer answers a POSTed window over HTTP."""
+    import os
+    import socket
+    import time
+    import urllib.request
+
+    result, cfg, uri, _ = trained
+    (logged,) = runs_of(uri, "anomaly")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "models",
+            "serve",
+            "-m",
+            f"runs:/{logged.info.run_id}/scorer",
+            "--env-manager",
+            "local",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+        ],
+        env={**os.environ, "MLFLOW_TRACKING_URI": uri},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.time() + 180
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2)
+                break
+            except OSError:
+                assert server.poll() is None and time.time() < deadline, "server did not start"
+                time.sleep(1)
+        values = load_series("mitdb").values[6800:7300]
+        body = json.dumps(
+            {"dataframe_split": {"columns": ["value"], "data": values.tolist()}}
+        ).encode()
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/invocations", body, {"Content-Type": "application/json"}
+        )
+        answer = json.loads(urllib.request.urlopen(request, timeout=60).read())["predictions"]
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    expected = score_series(result.model, values, "forecaster", cfg.window, cfg.smoothing)
+    np.testing.assert_allclose([row["score"] for row in answer], expected, rtol=1e-4, atol=1e-5)
+    threshold = result.metrics["test_threshold"]
+    assert [row["is_anomaly"] for row in answer] == list(expected > threshold)
