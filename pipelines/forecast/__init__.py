@@ -1,0 +1,1 @@
+"""Forecasting pipeline: ``python -m pipelines.forecast``, an LSTM beside classical baselines."""

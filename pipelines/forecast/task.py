@@ -1,0 +1,379 @@
+"""Multi-step forecasting with an LSTM, scored beside classical baselines in every run.
+
+An LSTM encodes a window of history and forecasts the next ``horizon`` steps of the target
+(direct multi-output head or a seq2seq recurrent decoder; optionally quantiles trained with
+pinball loss). Naive, seasonal-naive and Holt-Winters (statsmodels) forecasts are computed on
+the same chronological split from the same test origins, so a table of MAE / RMSE / sMAPE /
+MASE shows at once whether the network earns its keep.
+
+Split: train | validation | test in time order. Scaling statistics, the baselines' parameters
+and the MASE scale come from the training part only; origins in a later part may read history
+from earlier parts (as a deployed forecaster would), never the values they forecast.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import keras
+import numpy as np
+import pandas as pd
+
+from models.architectures import PinballLoss, multi_step_forecaster
+from models.recurrent import CELL_NAMES
+from pipelines.core import (
+    ConfigError,
+    DataError,
+    Report,
+    SearchSpace,
+    Splits,
+    Task,
+    TaskConfig,
+    option,
+)
+from pipelines.core.plotting import figure
+from pipelines.core.timeseries import (
+    Standardizer,
+    TimeSeries,
+    check_time_order,
+    origin_windows,
+    read_series_csv,
+    split_points,
+)
+from pipelines.core.training import make_optimizer
+from pipelines.datasets import FORECAST_SERIES, load_forecast_series
+from pipelines.forecast import baselines, metrics
+
+DECODERS = ("direct", "seq2seq")
+
+
+@dataclass
+class ForecastConfig(TaskConfig):
+    data: str = option("taylor", f"{', '.join(FORECAST_SERIES)}, or a CSV path")
+    time_column: str = option("", "CSV time column (default: row number)")
+    target_column: str = option("", "CSV column to forecast (default: first numeric column)")
+    covariates: list[str] = option([], "CSV input-only columns, comma separated (multivariate)")
+    fill_missing: bool = option(False, "interpolate NaN/inf values instead of refusing them")
+    horizon: int = option(48, "steps forecast from each origin")
+    window: int = option(0, "history steps the model reads (0: one season + 2 x horizon)")
+    stride: int = option(2, "steps between consecutive training origins")
+    decoder: str = option("direct", "multi-output Dense head or recurrent decoder", DECODERS)
+    quantiles: list[float] = option([], "quantiles to forecast with pinball loss, with 0.5")
+    residual: bool = option(True, "forecast the correction to the seasonal-naive forecast")
+    season: int = option(0, "season in steps (0: the data set's own, else detected; 1: none)")
+    backtest: int = option(0, "forecast origins spread over the test part (0: every step)")
+    validation_fraction: float = option(0.1, "share of the series for early stopping")
+    test_fraction: float = option(0.2, "share of the series held out for evaluation")
+    units: int = option(32, "units per recurrent layer")
+    learning_rate: float = option(3e-3, "Adam(W) learning rate")
+    epochs: int = option(12, "maximum training epochs (early stopping may end sooner)")
+    patience: int = option(3, "early-stopping patience in epochs (0 disables it)")
+
+    def validate(self) -> None:
+        super().validate()
+        if self.horizon <= 0:
+            raise ConfigError(f"--horizon must be positive, got {self.horizon}")
+        if self.window < 0 or self.season < 0 or self.backtest < 0 or self.stride <= 0:
+            raise ConfigError("--window, --season and --backtest must be >= 0, --stride > 0")
+        fractions = (self.validation_fraction, self.test_fraction)
+        if min(fractions) <= 0 or sum(fractions) >= 1:
+            raise ConfigError("--validation-fraction and --test-fraction must be > 0, sum < 1")
+        if self.quantiles:
+            if 0.5 not in self.quantiles or not all(0 < q < 1 for q in self.quantiles):
+                raise ConfigError("--quantiles must lie in (0, 1) and include 0.5 (the forecast)")
+            if len(set(self.quantiles)) != len(self.quantiles):
+                raise ConfigError("--quantiles must not repeat a value")
+
+
+@dataclass
+class Samples:
+    """Model inputs and targets of one part, with the origins they forecast from."""
+
+    origins: np.ndarray
+    inputs: np.ndarray
+    targets: np.ndarray
+
+
+class ForecastTask(Task):
+    """LSTM multi-step forecasting beside naive, seasonal-naive and Holt-Winters baselines."""
+
+    name = "forecast"
+    config_class = ForecastConfig
+
+    # ---- data -------------------------------------------------------------------------------
+    def data(self, cfg: ForecastConfig) -> Splits:
+        series, known_season = self.load(cfg)
+        check_time_order(series.timestamps, series.name or cfg.data)
+        target = series.values[:, 0].astype(np.float64)
+        n = len(series)
+        train_end, validation_end = split_points(n, cfg.validation_fraction, cfg.test_fraction)
+        season = self.season(cfg, known_season, target[:train_end])
+        window = cfg.window or season + 2 * cfg.horizon
+        self.check_lengths(cfg, n, window, train_end, validation_end)
+        if cfg.residual and season >= window:
+            raise ConfigError(
+                f"--window {window} must be longer than the season ({season}) the residual "
+                f"model reads back to; use --window > {season}, --season 1 or --no-residual"
+            )
+        scale = metrics.seasonal_scale(target[:train_end], season)
+        scaler = Standardizer.fit(series.values[:train_end])
+        scaled = (target - scaler.mean[0]) / scaler.std[0]
+        horizon = cfg.horizon
+        origins = {
+            "train": np.arange(window, train_end - horizon + 1, cfg.stride),
+            "validation": np.arange(max(train_end, window), validation_end - horizon + 1),
+            "test": spread_origins(validation_end, n - horizon, cfg.backtest),
+        }
+        samples = {}
+        datasets = {}
+        for part, starts in origins.items():
+            inputs, targets = origin_windows(series.values, scaled, starts, window, horizon)
+            samples[part] = Samples(starts, inputs, targets[..., None].astype(np.float32))
+            datasets[part] = to_dataset(samples[part], cfg, shuffle=part == "train")
+        info = {
+            "series": series,
+            "scaler": scaler,
+            "season": season,
+            "window": window,
+            "scale": scale,
+            "train_end": train_end,
+            "validation_end": validation_end,
+            "test_samples": samples["test"],
+        }
+        return Splits(datasets["train"], datasets["validation"], datasets["test"], info)
+
+    def load(self, cfg: ForecastConfig) -> tuple[TimeSeries, int]:
+        """The series (target first, then covariates) and its known season (0: unknown)."""
+        if not (cfg.data.endswith(".csv") or "/" in cfg.data):
+            if cfg.target_column or cfg.covariates:
+                raise DataError("--target-column/--covariates apply only to a CSV given by --data")
+            return load_forecast_series(cfg.data.removeprefix("tfds:"))
+        columns = [cfg.target_column, *cfg.covariates] if cfg.target_column else None
+        if columns is None and cfg.covariates:
+            raise DataError("--covariates needs --target-column")
+        series = read_series_csv(cfg.data, cfg.time_column, columns, fill_missing=cfg.fill_missing)
+        return series, 0
+
+    @staticmethod
+    def season(cfg: ForecastConfig, known: int, train: np.ndarray) -> int:
+        """--season, else the data set's own period, else the autocorrelation peak."""
+        if cfg.season:
+            return cfg.season
+        return known or baselines.detect_season(train, max_season=len(train) // 3)
+
+    @staticmethod
+    def check_lengths(
+        cfg: ForecastConfig, n: int, window: int, train_end: int, validation_end: int
+    ) -> None:
+        need = window + cfg.horizon
+        if train_end < need:
+            raise DataError(
+                f"the series ({n} points) is too short for --window {window} + --horizon "
+                f"{cfg.horizon}: its training part has {train_end} points, {need} needed"
+            )
+        shortest = min(validation_end - train_end, n - validation_end)
+        if shortest < cfg.horizon:
+            raise DataError(
+                f"the validation/test parts ({shortest} points) are shorter than --horizon "
+                f"{cfg.horizon}; use a longer series or a shorter horizon"
+            )
+
+    # ---- model ------------------------------------------------------------------------------
+    def build_model(self, cfg: ForecastConfig, splits: Splits, hp: Any = None) -> keras.Model:
+        space = SearchSpace(cfg, hp)
+        scaler: Standardizer = splits.info["scaler"]
+        season, window = splits.info["season"], splits.info["window"]
+        # Without --residual a season longer than the window is fine: the seq2seq decoder's
+        # per-step reference input then falls back to the last value.
+        reference_season = season if season < window else 1
+        model = multi_step_forecaster(
+            window,
+            len(scaler.mean),
+            cfg.horizon,
+            scaler.mean,
+            scaler.std**2,
+            cell=space.choice("cell", CELL_NAMES),
+            units=space.int("units", 16, 128, step=16),
+            layers=space.int("layers", 1, 2),
+            dropout=space.float("dropout", 0.0, 0.3, step=0.1),
+            recurrent_dropout=cfg.recurrent_dropout,
+            decoder=space.choice("decoder", DECODERS),
+            n_outputs=max(len(cfg.quantiles), 1),
+            season=reference_season,
+            residual=cfg.residual,
+        )
+        learning_rate = space.float("learning_rate", 1e-4, 1e-2, sampling="log")
+        weight_decay = space.float("weight_decay", 0.0, 1e-3)
+        loss = PinballLoss(sorted(cfg.quantiles)) if cfg.quantiles else "mae"
+        model.compile(optimizer=make_optimizer(learning_rate, weight_decay), loss=loss)
+        return model
+
+    # ---- evaluation -------------------------------------------------------------------------
+    def evaluate(self, model: keras.Model, splits: Splits, cfg: ForecastConfig) -> Report:
+        info = splits.info
+        test: Samples = info["test_samples"]
+        series: TimeSeries = info["series"]
+        target = series.values[:, 0].astype(np.float64)
+        actual = target[test.origins[:, None] + np.arange(cfg.horizon)[None, :]]
+        quantiles = self.predict(model, test.inputs, info["scaler"])
+        forecasts = self.forecasts(quantiles, cfg)
+        ets = baselines.HoltWinters.fit(target[: info["train_end"]], info["season"])
+        forecasts |= self.baseline_forecasts(target, test.origins, cfg.horizon, info, ets)
+        interval = (quantiles[..., 0], quantiles[..., -1]) if len(cfg.quantiles) > 1 else None
+        report = Report()
+        rows = []
+        for name, forecast in forecasts.items():
+            scores = metrics.score(
+                actual, forecast, info["scale"], interval if name == "lstm" else None
+            )
+            if name == "lstm":
+                report.metrics |= scores
+            else:
+                report.metrics |= {f"baseline_{name}_test_{k}": v for k, v in scores.items()}
+            rows.append({"model": name, **scores})
+        table = pd.DataFrame(rows)
+        print(f"\nforecast metrics on {len(test.origins)} test origins x {cfg.horizon} steps:")
+        print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+        report.tables["forecast_metrics"] = table
+        report.tables["forecasts"] = forecasts_table(
+            series.timestamps, test.origins, actual, forecasts, quantiles, cfg
+        )
+        report.artifacts["forecaster"] = {
+            "target": series.columns[0],
+            "inputs": series.columns,
+            "window": info["window"],
+            "horizon": cfg.horizon,
+            "season": info["season"],
+            "quantiles": sorted(cfg.quantiles),
+            "mase_scale": info["scale"],
+            "statsmodels_baseline": ets.description,
+            "test_origins": len(test.origins),
+            "scaler": info["scaler"].to_dict(),
+        }
+        report.figures = {
+            "forecast": plot_forecasts(
+                target, series.columns[0], test.origins, forecasts, quantiles, cfg
+            ),
+            "error_by_step": plot_error_by_step(actual, forecasts),
+        }
+        return report
+
+    @staticmethod
+    def predict(model: keras.Model, inputs: np.ndarray, scaler: Standardizer) -> np.ndarray:
+        """[origins, horizon, quantiles] forecasts in the target's units."""
+        scaled = model.predict(inputs, batch_size=256, verbose=0)
+        return scaled.astype(np.float64) * scaler.std[0] + scaler.mean[0]
+
+    @staticmethod
+    def forecasts(quantiles: np.ndarray, cfg: ForecastConfig) -> dict[str, np.ndarray]:
+        median = sorted(cfg.quantiles).index(0.5) if cfg.quantiles else 0
+        return {"lstm": quantiles[..., median]}
+
+    @staticmethod
+    def baseline_forecasts(
+        target: np.ndarray,
+        origins: np.ndarray,
+        horizon: int,
+        info: dict[str, Any],
+        ets: baselines.HoltWinters,
+    ) -> dict[str, np.ndarray]:
+        found = {"naive": baselines.naive(target, origins, horizon)}
+        if info["season"] > 1:
+            found["seasonal_naive"] = baselines.seasonal_naive(
+                target, origins, horizon, info["season"]
+            )
+        found["ets"] = ets.forecast(target, origins, horizon)
+        return found
+
+
+def spread_origins(start: int, last: int, count: int) -> np.ndarray:
+    """Every origin from ``start`` to ``last``, or ``count`` of them spread evenly."""
+    every = np.arange(start, last + 1)
+    if count == 0 or count >= len(every):
+        return every
+    return np.unique(np.linspace(start, last, count).round().astype(int))
+
+
+def to_dataset(samples: Samples, cfg: ForecastConfig, shuffle: bool) -> Any:
+    import tensorflow as tf
+
+    dataset = tf.data.Dataset.from_tensor_slices((samples.inputs, samples.targets))
+    if shuffle:
+        dataset = dataset.shuffle(len(samples.origins), seed=cfg.seed)
+    return dataset.batch(cfg.batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def forecasts_table(
+    timestamps: np.ndarray,
+    origins: np.ndarray,
+    actual: np.ndarray,
+    forecasts: dict[str, np.ndarray],
+    quantiles: np.ndarray,
+    cfg: ForecastConfig,
+) -> pd.DataFrame:
+    """One row per (origin, step): the origin is the time of the last observed value."""
+    horizon = actual.shape[1]
+    targets = origins[:, None] + np.arange(horizon)[None, :]
+    table = pd.DataFrame(
+        {
+            "origin": np.repeat(timestamps[origins - 1], horizon),
+            "step": np.tile(np.arange(1, horizon + 1), len(origins)),
+            "timestamp": timestamps[targets].ravel(),
+            "actual": actual.ravel(),
+        }
+    )
+    for name, forecast in forecasts.items():
+        table[name] = forecast.ravel()
+    for i, q in enumerate(sorted(cfg.quantiles)):
+        table[f"lstm_q{q:g}"] = quantiles[..., i].ravel()
+    return table
+
+
+def plot_forecasts(
+    target: np.ndarray,
+    name: str,
+    origins: np.ndarray,
+    forecasts: dict[str, np.ndarray],
+    quantiles: np.ndarray,
+    cfg: ForecastConfig,
+    shown: int = 3,
+):
+    """Forecasts vs actual (and the LSTM's outer quantile band) from the last origins."""
+    picks = sorted(
+        {int(np.searchsorted(origins, origins[-1] - j * cfg.horizon)) for j in range(shown)}
+    )
+    fig, axes = figure(rows=len(picks), height=2.6)
+    for ax, i in zip(axes, picks):
+        origin = origins[i]
+        past = np.arange(max(0, origin - 2 * cfg.horizon), origin)
+        future = origin + np.arange(cfg.horizon)
+        ax.plot(past, target[past], color="black", lw=0.8, label="history")
+        ax.plot(future, target[future], color="black", lw=1.2, ls="--", label="actual")
+        if len(cfg.quantiles) > 1:
+            qs = sorted(cfg.quantiles)
+            ax.fill_between(
+                future,
+                quantiles[i, :, 0],
+                quantiles[i, :, -1],
+                color="tab:blue",
+                alpha=0.2,
+                label=f"LSTM {qs[0]:g}-{qs[-1]:g} quantiles",
+            )
+        for model, forecast in forecasts.items():
+            ax.plot(future, forecast[i], lw=1.0, label=model)
+        ax.axvline(origin - 0.5, color="gray", lw=0.6)
+        ax.set(ylabel=name, title=f"forecast from step {origin}")
+    axes[0].legend(loc="upper left", fontsize="small", ncol=3)
+    axes[-1].set_xlabel("step")
+    return fig
+
+
+def plot_error_by_step(actual: np.ndarray, forecasts: dict[str, np.ndarray]):
+    fig, (ax,) = figure(height=3.2, width=7)
+    steps = np.arange(1, actual.shape[1] + 1)
+    for model, forecast in forecasts.items():
+        ax.plot(steps, metrics.mae_by_step(actual, forecast), marker=".", label=model)
+    ax.set(title="test MAE by horizon step", xlabel="steps ahead", ylabel="MAE", yscale="log")
+    ax.legend()
+    return fig

@@ -1,0 +1,350 @@
+"""Checks of ``python -m pipelines.forecast``: metrics, baselines, MLflow contents, bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipelines.core import RunOptions, main, run
+from pipelines.forecast import baselines, metrics
+from pipelines.forecast.task import ForecastConfig, ForecastTask, spread_origins
+from tests.conftest import runs_of
+
+TINY = [
+    "--epochs",
+    "2",
+    "--units",
+    "8",
+    "--horizon",
+    "6",
+    "--window",
+    "36",
+    "--stride",
+    "4",
+    "--batch-size",
+    "32",
+]
+
+
+def periodic_csv(path: Path, n: int = 700, period: int = 24) -> Path:
+    """A noisy daily cycle sampled hourly, with a covariate that leads it."""
+    t = np.arange(n)
+    noise = 0.05 * np.random.default_rng(0).normal(size=n)
+    frame = pd.DataFrame(
+        {
+            "time": pd.date_range("2024-01-01", periods=n, freq="h"),
+            "load": 10 + np.sin(2 * np.pi * t / period) + noise,
+            "temperature": np.cos(2 * np.pi * t / period),
+        }
+    )
+    frame.to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> str:
+    """One MLflow store for the module (creating a SQLite store is slow); one experiment per
+    test keeps their runs apart."""
+    return f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, store):
+    """One tiny run on the default data (taylor) with quantiles, shared by the tests below."""
+    workdir = tmp_path_factory.mktemp("forecast")
+    uri = store
+    cfg = ForecastConfig(epochs=1, units=8, stride=16, backtest=10, quantiles=[0.1, 0.5, 0.9])
+    result = run(ForecastTask(), cfg, RunOptions(tracking_uri=uri, output=str(workdir / "out")))
+    return result, cfg, uri, workdir / "out"
+
+
+# ---- metrics and baselines, by hand --------------------------------------------------------
+def test_metrics_match_hand_computed_values():
+    actual = np.array([[1.0, 2.0], [3.0, 4.0]])
+    forecast = np.array([[2.0, 2.0], [3.0, 2.0]])
+    assert metrics.mae(actual, forecast) == pytest.approx(0.75)
+    assert metrics.rmse(actual, forecast) == pytest.approx(np.sqrt(5 / 4))
+    # sMAPE terms: 2*1/3, 0, 0, 2*2/6 -> mean (2/3 + 2/3) / 4 = 1/3 -> 33.33 %
+    assert metrics.smape(actual, forecast) == pytest.approx(100 / 3)
+    assert metrics.smape(np.zeros(3), np.zeros(3)) == 0.0
+    train = np.array([1.0, 3.0, 2.0, 5.0])  # season 2: |2-1| + |5-3| -> scale 1.5
+    assert metrics.seasonal_scale(train, 2) == pytest.approx(1.5)
+    assert metrics.mase(actual, forecast, 1.5) == pytest.approx(0.5)
+    lower, upper = actual - 0.5, actual + np.array([[1.0, -1.0], [0.0, 2.0]])
+    assert metrics.coverage(actual, lower, upper) == pytest.approx(0.75)
+    scores = metrics.score(actual, forecast, 1.5, (lower, upper))
+    assert scores["interval_width"] == pytest.approx(np.mean(upper - lower))
+    np.testing.assert_allclose(metrics.mae_by_step(actual, forecast), [0.5, 1.0])
+
+
+def test_constant_series_has_no_mase_scale():
+    with pytest.raises(Exception, match="MASE is undefined"):
+        metrics.seasonal_scale(np.full(50, 3.0), 7)
+
+
+def test_seasonal_naive_is_exact_on_a_periodic_series():
+    season, horizon = 12, 30  # a horizon beyond one season repeats the last season
+    values = np.tile(np.random.default_rng(1).normal(size=season), 20)
+    origins = np.array([24, 100, 200])
+    forecast = baselines.seasonal_naive(values, origins, horizon, season)
+    actual = values[origins[:, None] + np.arange(horizon)]
+    np.testing.assert_array_equal(forecast, actual)
+    np.testing.assert_array_equal(
+        baselines.naive(values, origins, 3), values[origins - 1, None].repeat(3, axis=1)
+    )
+    assert baselines.detect_season(values[:150], max_season=50) == season
+    assert baselines.detect_season(np.cumsum(np.ones(200)), max_season=60) == 1
+
+
+def test_holt_winters_from_the_training_end_equals_statsmodels_forecast():
+    t = np.arange(400)
+    values = 5 + np.sin(2 * np.pi * t / 24) + 0.1 * np.random.default_rng(2).normal(size=400)
+    ets = baselines.HoltWinters.fit(values[:300], 24)
+    from statsmodels.tsa.holtwinters import ExponentialSmoothing
+
+    reference = (
+        ExponentialSmoothing(
+            values[:300],
+            trend="add" if ets.trend else None,
+            damped_trend=ets.trend,
+            seasonal="add",
+            seasonal_periods=24,
+            initialization_method="heuristic",
+        )
+        .fit()
+        .forecast(10)
+    )
+    np.testing.assert_allclose(ets.forecast(values, np.array([300]), 10)[0], reference, rtol=1e-6)
+    assert ets.description.startswith("Holt-Winters ETS")
+
+
+def test_backtest_spreads_the_requested_number_of_origins():
+    assert len(spread_origins(100, 300, 7)) == 7
+    origins = spread_origins(100, 300, 7)
+    assert origins[0] == 100 and origins[-1] == 300
+    np.testing.assert_array_equal(spread_origins(100, 110, 0), np.arange(100, 111))
+
+
+# ---- end to end on the default data ---------------------------------------------------------
+def test_default_run_is_fully_tracked(trained):
+    result, _, uri, _ = trained
+    (logged,) = runs_of(uri, "forecast")
+    assert logged.info.status == "FINISHED"
+    assert logged.data.tags["task"] == "forecast" and logged.data.tags["data"] == "taylor"
+    for key in (
+        "cell",
+        "units",
+        "layers",
+        "dropout",
+        "learning_rate",
+        "window",
+        "horizon",
+        "decoder",
+        "quantiles",
+        "backtest",
+    ):
+        assert key in logged.data.params
+    for metric in ("mae", "rmse", "smape", "mase"):
+        assert f"test_{metric}" in logged.data.metrics
+        for baseline in ("naive", "seasonal_naive", "ets"):
+            assert f"baseline_{baseline}_test_{metric}" in logged.data.metrics
+    assert 0 <= logged.data.metrics["test_coverage"] <= 1
+    assert logged.data.metrics["test_interval_width"] >= 0
+    artifacts = mlflow.artifacts.download_artifacts(run_id=logged.info.run_id, tracking_uri=uri)
+    names = {str(p.relative_to(artifacts)) for p in Path(artifacts).rglob("*") if p.is_file()}
+    for name in (
+        "figures/forecast.png",
+        "figures/error_by_step.png",
+        "model/MLmodel",
+        "results/forecast_metrics.csv",
+        "results/forecasts.csv",
+        "results/forecaster.json",
+        "config.json",
+    ):
+        assert name in names
+    assert result.report.artifacts["forecaster"]["season"] == 336
+
+
+def test_logged_model_reloads_and_predicts_the_same(trained):
+    result, _, uri, _ = trained
+    (logged,) = runs_of(uri, "forecast")
+    mlflow.set_tracking_uri(uri)
+    reloaded = mlflow.keras.load_model(f"runs:/{logged.info.run_id}/model")
+    window = result.report.artifacts["forecaster"]["window"]
+    x = np.random.default_rng(0).normal(30000, 3000, (4, window, 1)).astype(np.float32)
+    np.testing.assert_allclose(
+        reloaded.predict(x, verbose=0), result.model.predict(x, verbose=0), atol=1e-5
+    )
+
+
+def test_quantiles_are_ordered_and_outputs_written(trained):
+    result, cfg, _, out = trained
+    window = result.report.artifacts["forecaster"]["window"]
+    x = np.random.default_rng(1).normal(30000, 3000, (5, window, 1)).astype(np.float32)
+    predicted = result.model.predict(x, verbose=0)
+    assert predicted.shape == (5, cfg.horizon, 3)
+    assert (np.diff(predicted, axis=-1) >= 0).all()
+    forecasts = pd.read_csv(out / "forecasts.csv")
+    assert list(forecasts.columns) == [
+        "origin",
+        "step",
+        "timestamp",
+        "actual",
+        "lstm",
+        "naive",
+        "seasonal_naive",
+        "ets",
+        "lstm_q0.1",
+        "lstm_q0.5",
+        "lstm_q0.9",
+    ]
+    assert forecasts["origin"].nunique() == 10 and len(forecasts) == 10 * cfg.horizon
+    np.testing.assert_allclose(forecasts["lstm"], forecasts["lstm_q0.5"])
+    table = pd.read_csv(out / "forecast_metrics.csv")
+    assert list(table["model"]) == ["lstm", "naive", "seasonal_naive", "ets"]
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved["test_mase"] == pytest.approx(table.loc[0, "mase"])
+    assert saved["baseline_ets_test_mae"] == pytest.approx(table.loc[3, "mae"])
+
+
+# ---- a CSV with covariates, both decoders ---------------------------------------------------
+DECODER_CASES = {
+    "direct": ("direct", []),
+    "seq2seq": ("seq2seq", []),
+    # a window shorter than the season is allowed when the output is not a seasonal residual
+    "seq2seq-no-residual": ("seq2seq", ["--no-residual", "--window", "12"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(DECODER_CASES))
+def test_csv_with_covariates_and_both_decoders(case, workdir, store, capsys):
+    decoder, extra = DECODER_CASES[case]
+    data = periodic_csv(workdir / "load.csv")
+    experiment = f"csv-{case}"
+    code = main(
+        ForecastTask(),
+        [
+            *TINY,
+            "--data",
+            str(data),
+            "--time-column",
+            "time",
+            "--target-column",
+            "load",
+            "--covariates",
+            "temperature",
+            "--decoder",
+            decoder,
+            "--backtest",
+            "5",
+            "--tracking-uri",
+            store,
+            "--experiment",
+            experiment,
+            "--no-log-model",
+            *extra,
+        ],
+    )
+    assert code == 0, capsys.readouterr().err
+    (logged,) = runs_of(store, experiment)
+    assert logged.data.params["decoder"] == decoder
+    forecaster = json.loads(
+        Path(
+            mlflow.artifacts.download_artifacts(
+                run_id=logged.info.run_id,
+                artifact_path="results/forecaster.json",
+                tracking_uri=store,
+            )
+        ).read_text()
+    )
+    assert forecaster["season"] == 24 and forecaster["inputs"] == ["load", "temperature"]
+    assert forecaster["test_origins"] == 5
+    scores = logged.data.metrics
+    assert scores["baseline_seasonal_naive_test_mase"] < scores["baseline_naive_test_mase"]
+    assert "forecast metrics on 5 test origins" in capsys.readouterr().out
+
+
+# ---- bad input ------------------------------------------------------------------------------
+def _bad_csvs(workdir: Path) -> dict[str, Path]:
+    frame = pd.read_csv(periodic_csv(workdir / "good.csv"))
+    files = {name: workdir / f"{name}.csv" for name in ("short", "unsorted", "dup", "constant")}
+    frame.head(40).to_csv(files["short"], index=False)
+    frame.iloc[[*range(100), 150, *range(100, 150), *range(151, 700)]].to_csv(
+        files["unsorted"], index=False
+    )
+    dup = frame.copy()
+    dup.loc[200, "time"] = dup.loc[199, "time"]
+    dup.to_csv(files["dup"], index=False)
+    frame.assign(load=4.0).to_csv(files["constant"], index=False)
+    return files
+
+
+BAD_INPUTS = {
+    "too short": ("short", [], "too short for --window 36 + --horizon 6"),
+    "not increasing": ("unsorted", [], "timestamps are not increasing"),
+    "duplicated": ("dup", [], "duplicated timestamps"),
+    "missing target": ("good", ["--target-column", "demand"], "no column(s) demand"),
+    "constant": ("constant", [], "MASE is undefined"),
+    "zero horizon": ("good", ["--horizon", "0"], "--horizon must be positive"),
+    "negative horizon": ("good", ["--horizon", "-2"], "--horizon must be positive"),
+}
+STARTS_A_RUN = {"too short", "not increasing", "duplicated", "missing target", "constant"}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+def test_bad_input_is_one_line_exit_2_and_a_failed_run(case, workdir, store, capsys):
+    files = _bad_csvs(workdir) | {"good": workdir / "good.csv"}
+    name, extra, message = BAD_INPUTS[case]
+    code = main(
+        ForecastTask(),
+        [
+            *TINY,
+            "--data",
+            str(files[name]),
+            "--time-column",
+            "time",
+            *extra,
+            "--tracking-uri",
+            store,
+            "--experiment",
+            f"bad-{case}",
+            "--output",
+            str(workdir / "out"),
+        ],
+    )
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert len(err) == 1 and err[0].startswith("error: ") and message in err[0], err
+    runs = runs_of(store, f"bad-{case}")
+    if case in STARTS_A_RUN:
+        assert [r.info.status for r in runs] == ["FAILED"]
+        assert message in runs[0].data.tags["error"]
+    else:  # rejected by flag validation before any run starts
+        assert runs == []
+    assert not (workdir / "out" / "forecasts.csv").exists()
+    assert not (workdir / "out" / "forecast_metrics.csv").exists()
+
+
+def test_help_lists_task_flags_with_defaults(capsys):
+    with pytest.raises(SystemExit):
+        main(ForecastTask(), ["--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    for flag in (
+        "--horizon",
+        "--window",
+        "--decoder",
+        "--quantiles",
+        "--backtest",
+        "--season",
+        "--covariates",
+        "--target-column",
+        "--cell",
+        "--tune",
+    ):
+        assert flag in out
+    assert "default: taylor" in out
