@@ -15,6 +15,8 @@ from models.recurrent import (
     LSTMCell,
     PeepholeLSTM,
     PeepholeLSTMCell,
+    _plain_recurrence,
+    _recurrence_with_bptt,
     gate_activations,
     make_cell,
     make_recurrent_layer,
@@ -200,8 +202,10 @@ def test_cell_in_keras_rnn_matches_fused_layer(cls) -> None:
 # --- gradients, serialisation, XLA, mixed precision ---------------------------------------
 
 
+@pytest.mark.parametrize("training", [False, True], ids=["autodiff", "bptt"])
 @pytest.mark.parametrize("cls", FUSED)
-def test_gradients_match_finite_differences(cls) -> None:
+def test_gradients_match_finite_differences(cls, training: bool) -> None:
+    # training=True takes the hand-written backward pass, training=False TF's autodiff.
     x = tf.constant(_inputs(13, (2, 4, 2)).astype("float64"))
     layer = cls(3, return_sequences=True, dtype="float64")
     layer(x)
@@ -209,7 +213,7 @@ def test_gradients_match_finite_differences(cls) -> None:
     probe = tf.constant(np.random.default_rng(15).normal(size=(2, 4, 3)))
 
     def loss() -> tf.Tensor:
-        return tf.reduce_sum(layer(x) * probe)
+        return tf.reduce_sum(layer(x, training=training) * probe)
 
     variables = [layer.cell.kernel, layer.cell.recurrent_kernel, layer.cell.weights[-1]]
     with tf.GradientTape() as tape:
@@ -229,6 +233,46 @@ def test_gradients_match_finite_differences(cls) -> None:
             numeric[index] = (up - loss().numpy()) / (2 * eps)
         variable.assign(base)
         np.testing.assert_allclose(grad.numpy(), numeric, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize(
+    "activation, return_sequences", [("tanh", True), ("tanh", False), ("softsign", True)]
+)
+@pytest.mark.parametrize("cls", FUSED)
+def test_bptt_matches_autodiff_with_masks_and_dropout(
+    cls, activation: str, return_sequences: bool
+) -> None:
+    """The custom backward pass against TF autodiff of the same loop, in the hard cases."""
+    x, mask = _inputs(22), tf.constant(_mask("left") & _mask("right")[::-1])
+    layer = cls(H, activation=activation)
+    layer(x)
+    _randomise(layer)
+    cell = layer.cell
+    z_x = tf.transpose(cell.project_inputs(tf.constant(x)), [1, 0, 2])
+    mask = tf.transpose(mask)[:, :, None]
+    rec_mask = tf.constant(np.random.default_rng(23).integers(0, 2, (B, H)) * 2.0, tf.float32)
+    state = [tf.constant(_inputs(24, (B, H))), tf.constant(_inputs(25, (B, H)))]
+    weights = cell.step_weights("float32")
+    probe = tf.constant(_inputs(26, (T, B, H)))
+
+    def grads(fused: bool) -> list:
+        with tf.GradientTape() as tape:
+            tape.watch([z_x, *state, *weights])
+            if fused:
+                hs, h, c = _recurrence_with_bptt(
+                    cell, z_x, mask, rec_mask, *state, weights, return_sequences
+                )
+            else:
+                h, c, (hs,) = _plain_recurrence(
+                    cell, z_x, mask, rec_mask, *state, weights, True, False, False
+                )
+            loss = tf.reduce_sum(h * c)
+            if return_sequences:
+                loss += tf.reduce_sum(hs * probe)
+        return tape.gradient(loss, [z_x, *state, *weights])
+
+    for want, got in zip(grads(False), grads(True)):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("cls", FUSED)
@@ -274,6 +318,9 @@ def test_mixed_bfloat16_close_to_float32(cls) -> None:
         layer(x)
         layer.set_weights(reference.get_weights())
         outputs = layer(x)
+        model = keras.Sequential([keras.Input((T, D)), cls(H), keras.layers.Dense(1)])
+        model.compile(optimizer="adam", loss="mse", jit_compile=True)
+        assert np.isfinite(model.train_on_batch(x, np.ones((B, 1))))
     finally:
         keras.mixed_precision.set_global_policy("float32")
     assert layer.cell.kernel.dtype == "float32"
