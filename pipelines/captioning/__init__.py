@@ -1,0 +1,1 @@
+"""Image captioning pipeline: ``python -m pipelines.captioning``."""
