@@ -127,7 +127,11 @@ def beam_search(
         raise ValueError(f"`length_penalty` must be >= 0, got {length_penalty}.")
     k = beam_width
     encoder_outputs = tf.convert_to_tensor(encoder_outputs)
-    batch, source_len = tf.shape(encoder_outputs)[0], tf.shape(encoder_outputs)[1]
+    # Static sizes where known: loop variables must keep the shapes they entered with.
+    batch, source_len = (
+        dim if dim is not None else tf.shape(encoder_outputs)[i]
+        for i, dim in enumerate(encoder_outputs.shape[:2])
+    )
 
     def tile(x):  # [B, ...] -> [B * K, ...], row b * K + j is beam j of item b.
         return tf.repeat(x, k, axis=0)

@@ -232,3 +232,16 @@ def test_bad_decoding_arguments():
         beam_search(decoder, encoder_outputs, START, END, 4, beam_width=0)
     with pytest.raises(ValueError, match="length_penalty"):
         beam_search(decoder, encoder_outputs, START, END, 4, 2, length_penalty=-1.0)
+
+
+def test_beam_search_in_a_tf_function_with_a_fixed_batch_size():
+    """Loop variables keep their static batch size (a batch of 1 used to fail to trace)."""
+    decoder, encoder_outputs, initial_state = _decoder("lstm")
+    one = encoder_outputs[:1]
+    state = [s[:1] for s in initial_state]
+    traced = tf.function(
+        lambda e, s: beam_search(decoder, e, START, END, MAX_LEN, 3, 0.6, MASK[:1], s)
+    )(one, state)
+    eager = beam_search(decoder, one, START, END, MAX_LEN, 3, 0.6, MASK[:1], state)
+    np.testing.assert_array_equal(traced[0], eager[0])
+    np.testing.assert_allclose(traced[1], eager[1], rtol=1e-5)
