@@ -126,6 +126,7 @@ def train_and_evaluate(
     metrics = tracking.log_report(report)
     if (opts.log_model if log_model is None else log_model) and is_chief():
         tracking.log_keras_model(model, task.input_example(splits))
+        task.log_serving_model(model, splits, cfg, report)
     return Result(model, report, history, metrics, train_seconds=train_seconds)
 
 

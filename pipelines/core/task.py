@@ -28,12 +28,14 @@ class Report:
 
     Metric names carry no prefix; the runner logs them as ``test_<name>`` unless a name already
     has a prefix of its own (``baseline_...``). Tables are written to ``--output`` as CSV.
+    ``texts`` maps a file name with its extension (``explanations.html``) to text content.
     """
 
     metrics: dict[str, float] = field(default_factory=dict)
     figures: dict[str, Any] = field(default_factory=dict)
     tables: dict[str, Any] = field(default_factory=dict)
     artifacts: dict[str, Any] = field(default_factory=dict)
+    texts: dict[str, str] = field(default_factory=dict)
 
 
 class SearchSpace:
@@ -110,6 +112,11 @@ class Task(abc.ABC):
         """A small batch of model inputs, logged with the model so its signature is known."""
         features = next(iter(splits.test.take(1)))[0]
         return tf.nest.map_structure(lambda t: t.numpy()[:2], features)
+
+    def log_serving_model(
+        self, model: keras.Model, splits: Splits, cfg: TaskConfig, report: Report
+    ) -> None:
+        """Log extra deployable forms of the model (e.g. a pyfunc for ``mlflow models serve``)."""
 
     def run_tags(self, cfg: TaskConfig) -> dict[str, str]:
         """Extra MLflow tags a task wants on its runs."""

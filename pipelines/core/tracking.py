@@ -169,7 +169,22 @@ def log_report(report: Report) -> dict[str, float]:
             mlflow.log_artifact(str(path), artifact_path="results")
     for name, obj in report.artifacts.items():
         mlflow.log_dict(obj, f"results/{name}.json")
+    for name, text in report.texts.items():
+        mlflow.log_text(text, f"results/{name}")
     return metrics
+
+
+def load_logged_model(model_uri: str, results: str) -> tuple[keras.Model, dict]:
+    """A logged Keras model and the JSON artifact ``results/<results>.json`` of its run (what
+    inference needs besides weights: class names, a vocabulary); TrackingError if missing."""
+    run_uri = model_uri.rstrip("/").rsplit("/", 1)[0]
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    try:
+        model = mlflow.keras.load_model(model_uri)
+        extra = mlflow.artifacts.load_dict(f"{run_uri}/results/{results}.json")
+    except (mlflow.exceptions.MlflowException, OSError) as exc:
+        raise TrackingError(f"cannot load {model_uri}: {str(exc).splitlines()[0]}") from None
+    return model, extra
 
 
 def log_keras_model(model: keras.Model, input_example: Any) -> str:
@@ -189,13 +204,13 @@ def log_keras_model(model: keras.Model, input_example: Any) -> str:
             str(path),
             signature=signature,
             input_example=input_example,
-            pip_requirements=_pip_requirements(),
+            pip_requirements=pip_requirements(),
         )
         mlflow.log_artifacts(str(path), artifact_path="model")
     return f"runs:/{mlflow.active_run().info.run_id}/model"
 
 
-def _pip_requirements() -> list[str]:
+def pip_requirements() -> list[str]:
     """Pinned to the running versions; skips MLflow's slow requirement inference."""
     import importlib.metadata as md
 
