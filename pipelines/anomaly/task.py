@@ -94,6 +94,7 @@ class AnomalyTask(Task):
 
     name = "anomaly"
     config_class = AnomalyConfig
+    refit_on_validation = False  # the threshold is fitted on validation scores
 
     # ---- data -------------------------------------------------------------------------------
     def data(self, cfg: AnomalyConfig) -> Splits:

@@ -86,6 +86,9 @@ class Task(abc.ABC):
     config_class: ClassVar[type[TaskConfig]]
     objective: ClassVar[str] = "val_loss"
     direction: ClassVar[str] = "min"
+    # A search's final refit trains on train+validation unless the task still needs the
+    # validation part after training (e.g. to calibrate an anomaly threshold on unseen data).
+    refit_on_validation: ClassVar[bool] = True
 
     @abc.abstractmethod
     def data(self, cfg: TaskConfig) -> Splits:
@@ -116,7 +119,11 @@ class Task(abc.ABC):
     def log_serving_model(
         self, model: keras.Model, splits: Splits, cfg: TaskConfig, report: Report
     ) -> None:
-        """Log extra deployable forms of the model (e.g. a pyfunc for ``mlflow models serve``)."""
+        """Log extra deployable forms of the model (e.g. a pyfunc for ``mlflow models serve``).
+
+        Most tasks have none: the Keras model the runner logs is what they deploy.
+        """
+        return None
 
     def run_tags(self, cfg: TaskConfig) -> dict[str, str]:
         """Extra MLflow tags a task wants on its runs."""

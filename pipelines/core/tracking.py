@@ -62,18 +62,24 @@ def use_experiment(name: str) -> str:
     default would be ./mlruns of whatever directory the run started in).
     """
     try:
-        experiment = mlflow.get_experiment_by_name(name)
-        if experiment is None:
-            uri = mlflow.get_tracking_uri()
-            location = None
-            if uri.startswith("sqlite:///"):
-                db_dir = Path(uri.removeprefix("sqlite:///")).resolve().parent
-                location = (db_dir / name).as_uri()
-            mlflow.create_experiment(name, artifact_location=location)
+        if mlflow.get_experiment_by_name(name) is None:
+            _create_experiment(name)
         experiment = mlflow.set_experiment(name)
     except mlflow.exceptions.MlflowException as exc:
         raise TrackingError(f"cannot open MLflow experiment {name!r}: {exc.message}") from None
     return experiment.experiment_id
+
+
+def _create_experiment(name: str) -> None:
+    uri = mlflow.get_tracking_uri()
+    location = None
+    if uri.startswith("sqlite:///"):
+        location = (Path(uri.removeprefix("sqlite:///")).resolve().parent / name).as_uri()
+    try:
+        mlflow.create_experiment(name, artifact_location=location)
+    except mlflow.exceptions.MlflowException as exc:
+        if exc.error_code != "RESOURCE_ALREADY_EXISTS":  # another process won the race: fine
+            raise
 
 
 def ui_command(uri: str) -> str:

@@ -170,9 +170,9 @@ class TrackedTrials:
                 tracking.log_params(cfg.to_params() | trial_params(values))
                 results = super().run_trial(trial, *args, **kwargs)
                 averaged = {k: float(np.mean([r[k] for r in results])) for k in results[0]}
-                mlflow.log_metrics(
-                    {f"best_{k}" if k != "best_epochs" else k: v for k, v in averaged.items()}
-                )
+                objective = hypermodel.task.objective
+                mlflow.log_metric(f"best_{objective}", averaged[objective])
+                mlflow.log_metric("best_epochs", averaged["best_epochs"])
         except kt.errors.FatalError:
             raise
         except Exception as exc:
@@ -186,15 +186,15 @@ def trial_params(values: dict[str, Any]) -> dict[str, Any]:
 
 
 class TrackedRandomSearch(TrackedTrials, kt.RandomSearch):
-    pass
+    """``--tuner random``."""
 
 
 class TrackedHyperband(TrackedTrials, kt.Hyperband):
-    pass
+    """``--tuner hyperband``: ``--epochs`` is the largest bracket's budget."""
 
 
 class TrackedBayesianOptimization(TrackedTrials, kt.BayesianOptimization):
-    pass
+    """``--tuner bayesian`` (Gaussian process)."""
 
 
 def make_tuner(
@@ -260,17 +260,21 @@ def search_params(task: Task, opts: RunOptions) -> dict[str, Any]:
 
 
 def finish_search(task: Task, cfg: TaskConfig, opts: RunOptions, tuner: kt.Tuner) -> runner.Result:
-    """Retrain the best trial's configuration on train+validation and log it on the parent."""
+    """Retrain the best trial's configuration (on train+validation when the task allows) for
+    the best trial's epoch count and log it on the parent."""
     trials = trials_table(tuner.oracle)
     (best,) = tuner.oracle.get_best_trials(1) or (None,)
     if best is None or best.status != "COMPLETED":
         messages = [t.message for t in tuner.oracle.trials.values() if t.message]
         reason = messages[-1].strip().splitlines()[-1] if messages else "no trial ran"
-        raise PipelineError(f"all {len(trials)} trials failed; the last one with {reason}")
+        reason = reason.split("FailedTrialError: ", 1)[-1]  # the trial's own error
+        raise PipelineError(f"all {len(trials)} trials failed; last error: {reason}")
     best_values = trial_params(best.hyperparameters.values)
     epochs = max(1, round(best.metrics.get_last_value("best_epochs")))
     best_cfg = dataclasses.replace(configured(cfg, best_values), epochs=epochs, patience=0)
-    result = runner.train_and_evaluate(task, best_cfg, opts, merge_validation=True)
+    result = runner.train_and_evaluate(
+        task, best_cfg, opts, merge_validation=task.refit_on_validation
+    )
     tracking.log_params(
         {f"best_{k}": v for k, v in best_values.items()}
         | {"best_trial_id": best.trial_id, "best_epochs": epochs}

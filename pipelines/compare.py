@@ -1,0 +1,213 @@
+"""Compare recurrent cells on one task: ``python -m pipelines.compare --task anomaly --cells ...``.
+
+Every cell trains with the same config and the same seeds (``--seeds N`` repeats with seeds
+``seed, seed+1, ...``), each (cell, seed) as a child run under one parent run. The runs go to
+the experiment ``<task>-compare`` (or ``--experiment``), so comparisons do not crowd the task's
+own experiment. The parent gets ``results/comparison.csv`` (per cell: mean and std of every test
+metric, train time and parameter count) and ``figures/validation_curves.png`` (the task's
+validation objective per epoch, mean over seeds, cells overlaid); the table is printed too.
+
+Tasks are found by name: ``pipelines.<task>.task`` holds a ``Task`` subclass whose ``name`` is
+the task's; any task flag is accepted after ``--task``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import functools
+import importlib
+import importlib.util
+import pkgutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.ticker import MaxNLocator
+
+import pipelines
+from models.recurrent import CELL_NAMES
+from pipelines.core import runner, tracking
+from pipelines.core.cli import build_parser, split_namespace
+from pipelines.core.config import RunOptions, TaskConfig
+from pipelines.core.errors import ConfigError, PipelineError
+from pipelines.core.plotting import figure
+from pipelines.core.task import Report, Task
+
+
+@functools.cache
+def available_tasks() -> tuple[str, ...]:
+    """Runnable packages under ``pipelines`` with a ``task`` module (found without importing)."""
+    return tuple(
+        info.name
+        for info in pkgutil.iter_modules(pipelines.__path__)
+        if info.ispkg
+        and all(
+            importlib.util.find_spec(f"pipelines.{info.name}.{module}") is not None
+            for module in ("task", "__main__")
+        )
+    )
+
+
+def load_task(name: str) -> Task:
+    """The Task named ``name``, from ``pipelines.<name>.task``."""
+    if name not in available_tasks():
+        raise ConfigError(f"unknown task {name!r}; available: {', '.join(available_tasks())}")
+    module = importlib.import_module(f"pipelines.{name}.task")
+    for value in vars(module).values():
+        is_task = isinstance(value, type) and issubclass(value, Task)
+        if is_task and getattr(value, "name", "") == name:
+            return value()
+    raise ConfigError(f"pipelines.{name}.task defines no Task named {name!r}")
+
+
+def parse_cells(text: str) -> list[str]:
+    cells = [c.strip() for c in text.split(",") if c.strip()]
+    unknown = [c for c in cells if c not in CELL_NAMES]
+    if unknown or not cells:
+        raise ConfigError(
+            f"unknown cell(s) {', '.join(unknown) or '(none given)'}; "
+            f"choose from {', '.join(CELL_NAMES)}"
+        )
+    return cells
+
+
+def compare(
+    task: Task, cfg: TaskConfig, opts: RunOptions, cells: list[str], seeds: int = 1
+) -> tuple[pd.DataFrame, str]:
+    """Train every (cell, seed) as a child run; returns the table and the parent run id."""
+    cfg.validate()
+    opts.validate()
+    if opts.tune:
+        raise ConfigError("--tune does not combine with a comparison; tune each cell instead")
+    if seeds <= 0:
+        raise ConfigError(f"--seeds must be positive, got {seeds}")
+    tracking.connect(tracking.resolve_tracking_uri(opts.tracking_uri))
+    tracking.use_experiment(opts.experiment or f"{task.name}-compare")
+    child_opts = dataclasses.replace(opts, output="", resume=False)
+    params = cfg.to_params() | {"cells": ",".join(cells), "seeds": seeds}
+    tags = {"task": task.name, "data": cfg.data, "cells": ",".join(cells)}
+    name = opts.run_name or f"{task.name}-compare-{'-'.join(cells)}"
+    with tracking.tracked_run(name, tags | task.run_tags(cfg)) as parent:
+        tracking.log_params(params)
+        rows, curves = [], {}
+        for cell in cells:
+            curves[cell] = []
+            for offset in range(seeds):
+                run_cfg = dataclasses.replace(cfg, cell=cell, seed=cfg.seed + offset)
+                result = train_child(task, run_cfg, child_opts)
+                rows.append(summary_row(cell, run_cfg.seed, result))
+                curves[cell].append(result.history.get(task.objective, []))
+        table = comparison_table(pd.DataFrame(rows))
+        report = Report(
+            tables={"comparison": table},
+            figures={"validation_curves": plot_curves(curves, task.objective)},
+        )
+        tracking.log_report(report)
+        if opts.output:
+            Path(opts.output).mkdir(parents=True, exist_ok=True)
+            table.to_csv(Path(opts.output) / "comparison.csv", index=False)
+    return table, parent.info.run_id
+
+
+def train_child(task: Task, cfg: TaskConfig, opts: RunOptions) -> runner.Result:
+    tags = {"task": task.name, "cell": cfg.cell, "data": cfg.data, "seed": str(cfg.seed)}
+    name = f"{runner.run_name(task, cfg, opts)}-seed{cfg.seed}"
+    with tracking.tracked_run(name, tags | task.run_tags(cfg), nested=True):
+        tracking.log_params(cfg.to_params() | {"precision": opts.precision})
+        return runner.train_and_evaluate(task, cfg, opts)
+
+
+def summary_row(cell: str, seed: int, result: runner.Result) -> dict[str, float | str | int]:
+    metrics = {
+        k: v
+        for k, v in result.metrics.items()
+        if k.startswith("test_") and k != "test_train_seconds"
+    }
+    return {
+        "cell": cell,
+        "seed": seed,
+        "parameter_count": result.model.count_params(),
+        "train_seconds": result.train_seconds,
+    } | metrics
+
+
+def comparison_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per cell (in the order given): parameter count, and mean and std over seeds of the rest."""
+    grouped = runs.drop(columns="seed").groupby("cell", sort=False)
+    table = grouped["parameter_count"].first().to_frame()
+    table.insert(0, "runs", grouped.size())
+    for column in runs.columns.drop(["cell", "seed", "parameter_count"]):
+        table[f"{column}_mean"] = grouped[column].mean()
+        table[f"{column}_std"] = grouped[column].std(ddof=0)
+    return table.reset_index()
+
+
+def format_table(table: pd.DataFrame) -> str:
+    """``mean ± std`` per metric (rows) and cell (columns), narrow enough for a terminal."""
+    shown = table[["cell", "runs", "parameter_count"]].astype(str)
+    for column in table.columns:
+        if column.endswith("_mean"):
+            base = column.removesuffix("_mean")
+            shown[base] = [
+                f"{m:.4g} ± {s:.2g}" for m, s in zip(table[column], table[f"{base}_std"])
+            ]
+    return shown.set_index("cell").T.to_string()
+
+
+def plot_curves(curves: dict[str, list[list[float]]], objective: str):
+    """Mean over seeds of the validation objective per epoch (runs may stop at different epochs)."""
+    fig, (ax,) = figure(height=3.5, width=7)
+    for cell, runs in curves.items():
+        longest = max((len(r) for r in runs), default=0)
+        if not longest:
+            continue
+        padded = np.full((len(runs), longest), np.nan)
+        for i, run in enumerate(runs):
+            padded[i, : len(run)] = run
+        ax.plot(np.arange(1, longest + 1), np.nanmean(padded, axis=0), marker=".", label=cell)
+    ax.set(xlabel="epoch", ylabel=objective, title=f"{objective} per epoch, mean over seeds")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.legend()
+    return fig
+
+
+def build_compare_parser(config_class: type[TaskConfig]) -> argparse.ArgumentParser:
+    parser = build_parser(
+        "python -m pipelines.compare", (__doc__ or "").strip().splitlines()[0], config_class
+    )
+    group = parser.add_argument_group("comparison")
+    group.add_argument("--task", required=True, help=f"one of {', '.join(available_tasks())}")
+    group.add_argument("--cells", default=",".join(CELL_NAMES), help="comma-separated cells")
+    group.add_argument("--seeds", type=int, default=1, help="runs per cell (seeds seed..seed+N-1)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--task")
+    known, _ = pre.parse_known_args(argv)
+    try:
+        if known.task is None:  # --help or a missing --task: the generic parser says it
+            build_compare_parser(TaskConfig).parse_args(argv)
+        task = load_task(known.task)
+        namespace = build_compare_parser(task.config_class).parse_args(argv)
+        cfg, opts = split_namespace(namespace, task.config_class)
+        cells = parse_cells(namespace.cells)
+        table, run_id = compare(task, cfg, opts, cells, namespace.seeds)
+    except PipelineError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return runner.EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return runner.EXIT_INTERRUPTED
+    print(format_table(table))
+    uri = tracking.resolve_tracking_uri(opts.tracking_uri)
+    print(f"MLflow run {run_id}; view it with: {tracking.ui_command(uri)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

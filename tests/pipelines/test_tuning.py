@@ -1,0 +1,285 @@
+"""KerasTuner search via the runner: parent and child runs, resume, failed trials, chief/workers.
+
+Seed 4 makes the random oracle pick windows 16 and 32 for the first two trials (so the data is
+rebuilt per trial) and no cell/dropout combination that diverges on this tiny series.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import pytest
+
+from pipelines.anomaly.task import AnomalyConfig, AnomalyTask
+from pipelines.core import RunOptions, main, run
+from pipelines.core.tuning import TaskHyperModel
+from tests.conftest import runs_of
+from tests.pipelines.test_anomaly import ecg_like_csv
+
+REPO = Path(__file__).parents[2]
+
+
+def tiny_config(data: Path) -> AnomalyConfig:
+    return AnomalyConfig(
+        data=str(data),
+        time_column="timestamp",
+        label_column="label",
+        epochs=1,
+        units=8,
+        window=32,
+        stride=8,
+        batch_size=32,
+        seed=4,
+    )
+
+
+def parent_and_children(uri: str, experiment: str = "anomaly"):
+    runs = runs_of(uri, experiment)
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    return parents, children
+
+
+def same(logged: str, value) -> bool:
+    """An MLflow param (a string) equals a value read back from a CSV."""
+    if isinstance(value, str):
+        return logged == value
+    return float(logged) == pytest.approx(float(value))
+
+
+def artifact_names(uri: str, run_id: str) -> set[str]:
+    local = mlflow.artifacts.download_artifacts(run_id=run_id, tracking_uri=uri)
+    return {str(p.relative_to(local)) for p in Path(local).rglob("*") if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def searched(tmp_path_factory):
+    """One 2-trial random search on a tiny CSV, model logged."""
+    workdir = tmp_path_factory.mktemp("search")
+    uri = f"sqlite:///{workdir / 'mlflow.db'}"
+    cfg = tiny_config(ecg_like_csv(workdir / "series.csv"))
+    opts = RunOptions(tune=True, max_trials=2, tracking_uri=uri, output=str(workdir / "out"))
+    return run(AnomalyTask(), cfg, opts), uri, workdir / "out"
+
+
+def test_search_logs_one_parent_and_one_child_per_trial(searched):
+    result, uri, out = searched
+    (parent,), children = parent_and_children(uri)
+    assert parent.info.run_id == result.run_id and parent.info.status == "FINISHED"
+    assert len(children) == 2
+    assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parent.info.run_id}
+    trials = pd.read_csv(out / "trials.csv", dtype={"trial_id": str}).set_index("trial_id")
+    assert sorted(trials.index) == sorted(c.data.tags["trial_id"] for c in children)
+    assert set(trials["window"]) == {16, 32}  # a data-level hyperparameter, rebuilt per trial
+    client = mlflow.MlflowClient(uri)
+    for child in children:
+        trial = trials.loc[child.data.tags["trial_id"]]
+        assert child.info.status == "FINISHED" and trial["status"] == "COMPLETED"
+        for name in ("window", "cell", "units", "layers", "dropout", "learning_rate"):
+            assert same(child.data.params[name], trial[name]), name
+        assert child.data.metrics["best_val_loss"] == pytest.approx(trial["score"])
+        assert child.data.metrics["best_epochs"] == 1
+        assert [m.step for m in client.get_metric_history(child.info.run_id, "val_loss")] == [0]
+        assert int(child.data.params["parameter_count"]) > 0
+
+
+def test_parent_holds_best_hyperparameters_retrained_model_and_figure(searched):
+    result, uri, out = searched
+    (parent,), _ = parent_and_children(uri)
+    trials = pd.read_csv(out / "trials.csv", dtype={"trial_id": str})
+    best = trials.loc[trials["score"].idxmin()]
+    params = parent.data.params
+    assert params["best_trial_id"] == best["trial_id"]
+    for name in ("window", "cell", "units", "learning_rate"):
+        assert same(params[f"best_{name}"], best[name]), name
+    assert params["tuner"] == "random" and params["max_trials"] == "2"
+    assert params["units"] == "8"  # the searched-from config stays as it was
+    assert parent.data.metrics["best_val_loss"] == pytest.approx(best["score"])
+    for key in ("test_roc_auc", "test_event_f1", "test_threshold"):
+        assert key in parent.data.metrics
+    assert result.model.count_params() == int(params["parameter_count"])
+    names = artifact_names(uri, parent.info.run_id)
+    for name in (
+        "figures/tuning_objective.png",
+        "results/trials.csv",
+        "model/MLmodel",
+        "figures/series.png",
+        "config.json",
+    ):
+        assert name in names
+    assert (out / "metrics.json").exists() and (out / "tuner" / "anomaly" / "oracle.json").exists()
+
+
+def test_killed_search_resumes_without_rerunning_finished_trials(
+    workdir, tracking_uri, monkeypatch
+):
+    cfg = tiny_config(ecg_like_csv(workdir / "series.csv"))
+    opts = RunOptions(
+        tune=True,
+        max_trials=2,
+        tracking_uri=tracking_uri,
+        output=str(workdir / "out"),
+        log_model=False,
+    )
+    fits = []
+    original_fit = TaskHyperModel.fit
+
+    def killed_in_second_trial(self, *args, **kwargs):
+        fits.append(1)
+        if len(fits) == 2:
+            raise KeyboardInterrupt
+        return original_fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(TaskHyperModel, "fit", killed_in_second_trial)
+    with pytest.raises(KeyboardInterrupt):
+        run(AnomalyTask(), cfg, opts)
+    (killed,), _ = parent_and_children(tracking_uri)
+    assert killed.info.status == "KILLED"
+    monkeypatch.setattr(TaskHyperModel, "fit", original_fit)
+
+    result = run(AnomalyTask(), cfg, dataclasses.replace(opts, resume=True))
+    (parent,), children = parent_and_children(tracking_uri)
+    assert parent.info.run_id == killed.info.run_id == result.run_id
+    assert parent.info.status == "FINISHED"
+    attempts = sorted((c.data.tags["trial_id"], c.info.status) for c in children)
+    assert attempts == [("0", "FINISHED"), ("1", "FINISHED"), ("1", "KILLED")]
+    trial_dirs = sorted(p.name for p in (workdir / "out" / "tuner" / "anomaly").glob("trial_*"))
+    assert trial_dirs == ["trial_0", "trial_1"]
+
+
+class ExplodingAnomaly(AnomalyTask):
+    """A search space of two points, one of which cannot be built."""
+
+    def data_hyperparameters(self, space):
+        return {}
+
+    def build_model(self, cfg, splits, hp=None):
+        if hp is not None and hp.Boolean("explode"):
+            raise ValueError("boom")
+        return super().build_model(cfg, splits)
+
+
+def test_a_failing_trial_is_failed_and_the_search_completes(workdir, tracking_uri):
+    cfg = tiny_config(ecg_like_csv(workdir / "series.csv"))
+    opts = RunOptions(tune=True, max_trials=2, tracking_uri=tracking_uri, log_model=False)
+    result = run(ExplodingAnomaly(), cfg, opts)
+    (parent,), children = parent_and_children(tracking_uri)
+    assert parent.info.status == "FINISHED" and parent.info.run_id == result.run_id
+    by_status = {c.info.status: c for c in children}
+    assert sorted(by_status) == ["FAILED", "FINISHED"]
+    assert by_status["FAILED"].data.tags["error"] == "ValueError: boom"
+    assert by_status["FAILED"].data.params["explode"] == "True"
+    assert parent.data.params["best_explode"] == "False"
+    assert "test_roc_auc" in parent.data.metrics
+    assert (workdir / "mlruns" / "tuner" / "anomaly" / "oracle.json").exists()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until_healthy(url: str, process: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"mlflow server exited with {process.returncode}")
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2):
+                return
+        except OSError:
+            time.sleep(1)
+    raise TimeoutError(f"mlflow server at {url} did not answer within {timeout} s")
+
+
+@pytest.mark.slow
+def test_chief_and_two_workers_log_every_trial_once_to_one_server(tmp_path):
+    """Loopback cluster: an MLflow server, a chief oracle and two workers as real processes."""
+    data = ecg_like_csv(tmp_path / "series.csv")
+    port, oracle_port = free_port(), free_port()
+    uri = f"http://127.0.0.1:{port}"
+    store = f"--backend-store-uri sqlite:///{tmp_path / 'server.db'}"
+    artifacts = f"--default-artifact-root {tmp_path / 'artifacts'}"
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", *store.split(), *artifacts.split()]
+        + f"--host 127.0.0.1 --port {port} --workers 1".split(),
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    processes = {}
+    try:
+        wait_until_healthy(uri, server)
+        # Created up front: three processes creating it at once race in MLflow (one loses with
+        # RESOURCE_ALREADY_EXISTS); the race belongs to experiment creation, not to tuning.
+        mlflow.MlflowClient(uri).create_experiment("anomaly")
+        args = [sys.executable, "-m", "pipelines.anomaly", "--data", str(data)] + (
+            "--tune --max-trials 3 --time-column timestamp --label-column label --epochs 1 "
+            f"--units 8 --window 32 --stride 8 --batch-size 32 --seed 4 --tracking-uri {uri} "
+            "--no-log-model"
+        ).split()
+        for tuner_id in ("chief", "tuner0", "tuner1"):
+            env = os.environ | {
+                "PYTHONPATH": str(REPO),
+                "KERASTUNER_TUNER_ID": tuner_id,
+                "KERASTUNER_ORACLE_IP": "127.0.0.1",
+                "KERASTUNER_ORACLE_PORT": str(oracle_port),
+            }
+            processes[tuner_id] = subprocess.Popen(
+                [*args, "--output", str(tmp_path / tuner_id)],
+                cwd=tmp_path,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        outputs = {name: p.communicate(timeout=600) for name, p in processes.items()}
+        for name, process in processes.items():
+            assert process.returncode == 0, (name, outputs[name][1][-2000:])
+        (parent,), children = parent_and_children(uri)
+        assert parent.info.status == "FINISHED" and "test_roc_auc" in parent.data.metrics
+        assert sorted(c.data.tags["trial_id"] for c in children) == ["0", "1", "2"]
+        assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parent.info.run_id}
+        assert {c.data.tags["tuner_id"] for c in children} <= {"tuner0", "tuner1"}
+        assert parent.info.run_id in outputs["chief"][0]
+    finally:
+        for process in [*processes.values(), server]:
+            if process.poll() is None:
+                process.kill()
+                process.wait(timeout=30)
+
+
+class BrokenAnomaly(ExplodingAnomaly):
+    """Every trial raises."""
+
+    def build_model(self, cfg, splits, hp=None):
+        if hp is not None and hp.values.get("explode") is not None:
+            raise ValueError("boom")
+        return super().build_model(cfg, splits, hp)
+
+
+def test_a_search_whose_trials_all_fail_is_exit_2_and_a_failed_parent(
+    workdir, tracking_uri, capsys
+):
+    data = ecg_like_csv(workdir / "series.csv")
+    flags = "--tune --max-trials 2 --epochs 1 --units 8 --window 32 --no-log-model"
+    code = main(
+        BrokenAnomaly(),
+        [*flags.split(), "--data", str(data), "--tracking-uri", tracking_uri],
+    )
+    last_line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert code == 2
+    assert last_line == "error: all 2 trials failed; last error: ValueError: boom"
+    (parent,), children = parent_and_children(tracking_uri)
+    assert parent.info.status == "FAILED" and "all 2 trials failed" in parent.data.tags["error"]
+    assert [c.info.status for c in children] == ["FAILED", "FAILED"]
