@@ -1,6 +1,9 @@
 """Real data sets shipped inside pinned packages, registered as TFDS builders on import."""
 
 import pipelines.datasets.image_builders  # noqa: F401  (registers *_scenes)
+from pipelines.datasets import (
+    text_builders,  # noqa: F401  (registers rotten_tomatoes, hamlet)
+)
 from pipelines.datasets.forecast_builders import (  # noqa: F401  (registers taylor, co2, ...)
     FORECAST_SERIES,
     load_forecast_series,

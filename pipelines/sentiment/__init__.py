@@ -1,0 +1,1 @@
+"""Sentence sentiment: bidirectional LSTM with attention pooling (python -m pipelines.sentiment)."""

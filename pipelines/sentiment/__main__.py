@@ -1,0 +1,5 @@
+import sys
+
+from pipelines.sentiment.task import cli
+
+sys.exit(cli())

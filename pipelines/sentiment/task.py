@@ -1,0 +1,363 @@
+"""Sentence sentiment with a bidirectional recurrent network and attention pooling.
+
+Raw text goes into the model: its first layer is the word vocabulary (``TextVectorization``
+adapted on the training part only), then a masked embedding, bidirectional recurrent layers
+(``--cell``), ``AttentionPooling`` and one sigmoid unit. The pooling weights say which words the
+decision rests on; evaluation renders them for sample test sentences (figure and HTML), and
+``--predict TEXT --model-uri URI`` prints them for any sentence.
+
+Evaluation is a stratified train/validation/test split; ``--folds K`` also trains the other
+K-1 folds of a stratified K-fold and reports the mean and standard deviation over all K.
+"""
+
+from __future__ import annotations
+
+import html
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import pandas as pd
+from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
+
+from models.architectures import attention_explainer, text_classifier
+from models.recurrent import CELL_NAMES
+from pipelines.core import (
+    ConfigError,
+    DataError,
+    PipelineError,
+    Report,
+    RunOptions,
+    SearchSpace,
+    Splits,
+    Task,
+    TaskConfig,
+    main,
+    option,
+    tracking,
+)
+from pipelines.core.cli import build_parser, split_namespace
+from pipelines.core.plotting import figure
+from pipelines.core.runner import EXIT_BAD_INPUT, fit
+from pipelines.core.text import (
+    encode_labels,
+    read_labelled_csv,
+    stratified_folds,
+    stratified_holdout,
+    stratified_split,
+    text_dataset,
+    tokens,
+    word_vectorizer,
+)
+from pipelines.core.training import make_optimizer
+from pipelines.datasets.text_builders import TEXTS, load_labelled_texts
+
+VECTORIZER = "words"
+CLASSES_ARTIFACT = "classes"
+
+
+@dataclass
+class SentimentConfig(TaskConfig):
+    data: str = option("rotten_tomatoes", "rotten_tomatoes, tfds:NAME (imdb_reviews), or a CSV")
+    text_column: str = option("text", "CSV column holding the text")
+    label_column: str = option("label", "CSV column holding the two class labels")
+    max_tokens: int = option(20000, "largest word vocabulary (most frequent words kept)")
+    min_count: int = option(2, "words seen fewer times in training become [UNK]")
+    max_length: int = option(50, "words kept per text (longer texts are cut)")
+    embedding_dim: int = option(64, "word embedding size")
+    attention_units: int = option(64, "hidden size of the attention-pooling score")
+    head_dropout: float = option(0.5, "dropout before the classifier unit")
+    embedding_dropout: float = option(0.0, "dropout of whole embedding channels")
+    units: int = option(64, "units per direction of each recurrent layer")
+    dropout: float = option(0.5, "input dropout of the recurrent layers")
+    learning_rate: float = option(1e-3, "AdamW learning rate")
+    weight_decay: float = option(0.05, "decoupled weight decay (AdamW); 0 means plain Adam")
+    epochs: int = option(10, "maximum training epochs (early stopping may end sooner)")
+    patience: int = option(3, "early-stopping patience in epochs (0 disables it)")
+    validation_fraction: float = option(0.1, "share of examples for early stopping")
+    test_fraction: float = option(0.2, "share of examples held out for the test metrics")
+    folds: int = option(1, "K > 1: stratified K-fold, also train the other K-1 folds")
+    explain: int = option(6, "test sentences whose attention weights are rendered")
+    predict: str = option("", "classify this text with --model-uri instead of training")
+    model_uri: str = option("", "logged model for --predict, e.g. runs:/<run id>/model")
+
+    def validate(self) -> None:
+        super().validate()
+        for name in ("max_tokens", "max_length", "embedding_dim", "attention_units", "folds"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"--{name.replace('_', '-')} must be positive")
+        for name in ("head_dropout", "embedding_dropout"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ConfigError(f"--{name.replace('_', '-')} must be in [0, 1)")
+        fractions = (self.validation_fraction, self.test_fraction)
+        if min(fractions) <= 0 or sum(fractions) >= 1:
+            raise ConfigError("--validation-fraction and --test-fraction must be > 0, sum < 1")
+
+
+class SentimentTask(Task):
+    """Sentiment of sentences: bidirectional LSTM + attention pooling, word-weight explanations."""
+
+    name = "sentiment"
+    config_class = SentimentConfig
+
+    # ---- data -------------------------------------------------------------------------------
+    def data(self, cfg: SentimentConfig) -> Splits:
+        texts, labels, classes = self.load(cfg)
+        if cfg.folds > 1:
+            folds = stratified_folds(labels, cfg.folds, cfg.seed)
+            train, validation, test = self.fold_parts(cfg, labels, folds[0])
+        else:
+            folds = []
+            train, validation, test = stratified_split(
+                labels, cfg.validation_fraction, cfg.test_fraction, cfg.seed
+            )
+        splits = self.make_splits(cfg, texts, labels, (train, validation, test))
+        splits.info.update(classes=classes, folds=folds)
+        return splits
+
+    def load(self, cfg: SentimentConfig) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """Texts, 0/1 labels (1 = the positive class) and the two class names."""
+        if cfg.data in TEXTS or cfg.data.startswith("tfds:"):
+            texts, names, classes = load_labelled_texts(cfg.data)
+        else:
+            texts, names = read_labelled_csv(cfg.data, cfg.text_column, cfg.label_column)
+            classes = None
+        labels, classes = encode_labels(names, classes)
+        if len(classes) != 2:
+            raise DataError(
+                f"sentiment needs exactly two classes, {Path(cfg.data).name} has {len(classes)}: "
+                f"{', '.join(classes[:10])}"
+            )
+        return np.array(texts, dtype=object), labels, classes
+
+    def make_splits(
+        self,
+        cfg: SentimentConfig,
+        texts: np.ndarray,
+        labels: np.ndarray,
+        parts: tuple[np.ndarray, np.ndarray, np.ndarray],
+    ) -> Splits:
+        """Datasets of one split, and a vocabulary adapted on its training texts only."""
+        train, validation, test = parts
+        vectorizer = word_vectorizer(
+            texts[train], cfg.max_tokens, cfg.max_length, min_count=cfg.min_count, name=VECTORIZER
+        )
+        datasets = [
+            text_dataset(texts[idx], labels[idx].astype("float32"), cfg.batch_size, seed)
+            for idx, seed in ((train, cfg.seed), (validation, None), (test, None))
+        ]
+        info = {"vectorizer": vectorizer, "texts": texts, "labels": labels, "parts": parts}
+        return Splits(*datasets, info)
+
+    def fold_parts(
+        self, cfg: SentimentConfig, labels: np.ndarray, fold: tuple[np.ndarray, np.ndarray]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Train/validation/test indices of one fold: validation comes out of its train part."""
+        rest, test = fold
+        share = cfg.validation_fraction / (1 - 1 / cfg.folds)
+        train, validation = stratified_holdout(labels[rest], share, cfg.seed)
+        return rest[train], rest[validation], test
+
+    def input_example(self, splits: Splits) -> Any:
+        return np.array(splits.info["texts"][splits.info["parts"][2][:2]], dtype=object)
+
+    # ---- model ------------------------------------------------------------------------------
+    def build_model(self, cfg: SentimentConfig, splits: Splits, hp: Any = None) -> keras.Model:
+        space = SearchSpace(cfg, hp)
+        model = text_classifier(
+            splits.info["vectorizer"],
+            cell=space.choice("cell", CELL_NAMES),
+            units=space.int("units", 32, 128, step=32),
+            layers=space.int("layers", 1, 2),
+            embedding_dim=space.choice("embedding_dim", (64, 128, 256)),
+            dropout=space.float("dropout", 0.0, 0.5, step=0.1),
+            head_dropout=space.float("head_dropout", 0.0, 0.6, step=0.1),
+            attention_units=cfg.attention_units,
+            embedding_dropout=space.float("embedding_dropout", 0.0, 0.5, step=0.1),
+        )
+        model.compile(
+            optimizer=make_optimizer(
+                space.float("learning_rate", 3e-4, 3e-3, sampling="log"),
+                space.float("weight_decay", 0.0, 0.05, step=0.01),
+            ),
+            loss="binary_crossentropy",
+            metrics=[keras.metrics.BinaryAccuracy(name="accuracy"), keras.metrics.AUC(name="auc")],
+        )
+        return model
+
+    # ---- evaluation -------------------------------------------------------------------------
+    def evaluate(self, model: keras.Model, splits: Splits, cfg: SentimentConfig) -> Report:
+        info = splits.info
+        test = info["parts"][2]
+        probability = _probabilities(model, info["texts"][test])
+        labels = info["labels"][test]
+        metrics = classification_metrics(labels, probability)
+        majority = int(info["labels"][info["parts"][0]].mean() >= 0.5)  # of the training part
+        metrics["baseline_majority_accuracy"] = float(np.mean(labels == majority))
+        if info["folds"]:
+            metrics |= self.cross_validate(cfg, info, metrics)
+        explained = explain(model, info["texts"][test], labels, probability, cfg.explain)
+        classes = info["classes"]
+        return Report(
+            metrics=metrics,
+            figures={"attention_weights": attention_figure(explained, classes)},
+            tables={"explanations": explanation_table(explained, classes)},
+            artifacts={CLASSES_ARTIFACT: {"classes": classes}},
+            texts={"explanations.html": explanation_html(explained, classes)},
+        )
+
+    def cross_validate(
+        self, cfg: SentimentConfig, info: dict, first: dict[str, float]
+    ) -> dict[str, float]:
+        """Train folds 2..K like the main model (fold 1); mean and std over all K folds."""
+        scores = [first]
+        for k, fold in enumerate(info["folds"][1:], start=2):
+            parts = self.fold_parts(cfg, info["labels"], fold)
+            splits = self.make_splits(cfg, info["texts"], info["labels"], parts)
+            model = self.build_model(cfg, splits)
+            fit(self, cfg, model, splits, RunOptions(), metrics_prefix=f"fold{k}_")
+            probability = _probabilities(model, info["texts"][parts[2]])
+            scores.append(classification_metrics(info["labels"][parts[2]], probability))
+        summary = {}
+        for name in ("accuracy", "f1", "roc_auc"):
+            values = [s[name] for s in scores]
+            summary[f"cv_{name}_mean"] = float(np.mean(values))
+            summary[f"cv_{name}_std"] = float(np.std(values, ddof=1))
+        return summary
+
+
+def _probabilities(model: keras.Model, texts: np.ndarray) -> np.ndarray:
+    return model.predict(np.asarray(texts, dtype=object), batch_size=256, verbose=0).ravel()
+
+
+def classification_metrics(labels: np.ndarray, probability: np.ndarray) -> dict[str, float]:
+    predicted = (probability >= 0.5).astype(int)
+    return {
+        "accuracy": float(accuracy_score(labels, predicted)),
+        "f1": float(f1_score(labels, predicted, zero_division=0)),
+        "roc_auc": float(roc_auc_score(labels, probability)),
+    }
+
+
+# ---- explanations ------------------------------------------------------------------------------
+@dataclass
+class Explanation:
+    text: str
+    words: list[str]
+    weights: list[float]
+    probability: float
+    label: int | None = None
+
+
+def explain_texts(model: keras.Model, texts: list[str]) -> list[Explanation]:
+    """Probability of the positive class and each word's attention weight, per text."""
+    vocab = [str(t) for t in model.get_layer(VECTORIZER).get_vocabulary()]
+    probability, weights, ids = attention_explainer(model, VECTORIZER).predict(
+        np.array(texts, dtype=object), verbose=0
+    )
+    return [
+        Explanation(text, tokens(row, vocab), w[row != 0].tolist(), float(p[0]))
+        for text, p, w, row in zip(texts, probability, weights, ids, strict=True)
+    ]
+
+
+def explain(
+    model: keras.Model, texts: np.ndarray, labels: np.ndarray, probability: np.ndarray, n: int
+) -> list[Explanation]:
+    """``n`` short test sentences: the most confident right answers and the most confident
+    mistakes, so the figure shows both what the model learned and where it fails."""
+    short = np.array([len(str(t).split()) <= 25 for t in texts])
+    confidence = np.abs(probability - 0.5)
+    wrong = (probability >= 0.5) != (labels == 1)
+    order = np.argsort(-confidence)
+    mistakes = [i for i in order if short[i] and wrong[i]][: n // 2]
+    right = [i for i in order if short[i] and not wrong[i]][: n - len(mistakes)]
+    chosen = right + mistakes
+    explained = explain_texts(model, [str(texts[i]) for i in chosen])
+    for item, i in zip(explained, chosen, strict=True):
+        item.label = int(labels[i])
+    return explained
+
+
+def attention_figure(explained: list[Explanation], classes: list[str]) -> Any:
+    fig, axes = figure(rows=max(len(explained), 1), height=1.8)
+    for ax, item in zip(axes, explained, strict=False):
+        ax.bar(range(len(item.words)), item.weights, color="tab:orange")
+        ax.set_xticks(range(len(item.words)), item.words, rotation=45, ha="right", fontsize=8)
+        truth = f", true {classes[item.label]}" if item.label is not None else ""
+        ax.set_title(f"p({classes[1]}) = {item.probability:.2f}{truth}", fontsize=9)
+        ax.set_ylabel("weight")
+    return fig
+
+
+def explanation_table(explained: list[Explanation], classes: list[str]) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "text": [e.text for e in explained],
+            "label": [classes[e.label] for e in explained],
+            "predicted": [classes[int(e.probability >= 0.5)] for e in explained],
+            "probability": [e.probability for e in explained],
+            "top_words": [" ".join(_top_words(e, 3)) for e in explained],
+        }
+    )
+
+
+def explanation_html(explained: list[Explanation], classes: list[str]) -> str:
+    """Each sentence with words shaded by attention weight (darkest = most attended)."""
+    rows = []
+    for item in explained:
+        peak = max(item.weights, default=1.0) or 1.0
+        words = " ".join(
+            f'<span style="background: rgba(255,140,0,{w / peak:.2f})" title="{w:.3f}">'
+            f"{html.escape(word)}</span>"
+            for word, w in zip(item.words, item.weights, strict=True)
+        )
+        truth = f"true {classes[item.label]}, " if item.label is not None else ""
+        verdict = f"{truth}predicted {classes[int(item.probability >= 0.5)]}"
+        rows.append(f"<p>{words}<br><small>{verdict}, p={item.probability:.3f}</small></p>")
+    return (
+        "<!DOCTYPE html><html><head><meta charset='utf-8'><title>Attention weights</title></head>"
+        "<body><h1>Which words the model attended to</h1>\n" + "\n".join(rows) + "\n</body></html>"
+    )
+
+
+def _top_words(item: Explanation, k: int) -> list[str]:
+    order = np.argsort(item.weights)[::-1][:k]
+    return [item.words[i] for i in order]
+
+
+# ---- predict mode ------------------------------------------------------------------------------
+def predict(cfg: SentimentConfig, opts: RunOptions) -> str:
+    """Label, probability and word weights of ``cfg.predict`` by the model at ``cfg.model_uri``."""
+    if not cfg.model_uri:
+        raise ConfigError("--predict needs --model-uri (e.g. runs:/<run id>/model)")
+    if not cfg.predict.strip():
+        raise DataError("--predict got an empty text")
+    tracking.connect(tracking.resolve_tracking_uri(opts.tracking_uri))
+    model, extra = tracking.load_logged_model(cfg.model_uri, CLASSES_ARTIFACT)
+    classes = extra["classes"]
+    (item,) = explain_texts(model, [cfg.predict])
+    if not item.words or all(w == "[UNK]" for w in item.words):
+        raise DataError("none of the words of --predict are in the model's vocabulary")
+    label = classes[int(item.probability >= 0.5)]
+    lines = [f"label: {label}", f"probability ({classes[1]}): {item.probability:.4f}", "words:"]
+    lines += [f"  {word:<20} {w:.4f}" for word, w in zip(item.words, item.weights, strict=True)]
+    return "\n".join(lines)
+
+
+def cli(argv: list[str] | None = None) -> int:
+    """``python -m pipelines.sentiment``: train, or with --predict/--model-uri classify."""
+    task = SentimentTask()
+    parser = build_parser(f"python -m pipelines.{task.name}", task.__doc__ or "", SentimentConfig)
+    cfg, opts = split_namespace(parser.parse_args(argv), SentimentConfig)
+    if not (cfg.predict or cfg.model_uri):
+        return main(task, argv)
+    try:
+        print(predict(cfg, opts))
+    except PipelineError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    return 0

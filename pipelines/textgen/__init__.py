@@ -1,0 +1,1 @@
+"""Recurrent language model with an n-gram baseline and sampling (python -m pipelines.textgen)."""

@@ -1,0 +1,5 @@
+import sys
+
+from pipelines.textgen.task import cli
+
+sys.exit(cli())

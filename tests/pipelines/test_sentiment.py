@@ -1,0 +1,184 @@
+"""End-to-end checks of ``python -m pipelines.sentiment``: MLflow contents, reload, predict mode,
+k-fold, the packaged data and every bad input."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipelines.core import DataError, RunOptions, run
+from pipelines.datasets.text_builders import load_labelled_texts
+from pipelines.sentiment.task import SentimentConfig, SentimentTask, cli
+from tests.conftest import runs_of
+
+TINY = dict(epochs=2, units=8, embedding_dim=8, attention_units=8, batch_size=16, explain=4)
+TINY_FLAGS = ["--epochs", "1", "--units", "8", "--embedding-dim", "8", "--attention-units", "8"]
+
+
+def reviews_csv(path: Path, n: int = 120) -> Path:
+    """Short reviews whose label follows from one sentiment word."""
+    rng = np.random.default_rng(0)
+    good, bad = ["great", "wonderful", "moving", "superb"], ["awful", "boring", "dull", "weak"]
+    rows = []
+    for i in range(n):
+        positive = i % 2 == 0
+        word = rng.choice(good if positive else bad)
+        rows.append(
+            {
+                "review": f"the film was {word} and the cast {i % 7}",
+                "mood": "pos" if positive else "neg",
+            }
+        )
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("sentiment")
+    uri = f"sqlite:///{workdir / 'mlflow.db'}"
+    data = reviews_csv(workdir / "reviews.csv")
+    cfg = SentimentConfig(data=str(data), text_column="review", label_column="mood", **TINY)
+    result = run(SentimentTask(), cfg, RunOptions(tracking_uri=uri, output=str(workdir / "out")))
+    return result, uri, workdir
+
+
+def test_run_is_fully_tracked(trained):
+    result, uri, workdir = trained
+    (logged,) = runs_of(uri, "sentiment")
+    assert logged.info.status == "FINISHED"
+    assert logged.data.tags["task"] == "sentiment" and logged.data.tags["cell"] == "lstm"
+    for key in ("cell", "units", "dropout", "weight_decay", "max_tokens", "folds", "data"):
+        assert key in logged.data.params
+    for key in ("test_accuracy", "test_f1", "test_roc_auc", "baseline_majority_accuracy"):
+        assert 0.0 <= logged.data.metrics[key] <= 1.0
+    client = mlflow.MlflowClient(uri)
+    files = {
+        f.path for d in ("figures", "results") for f in client.list_artifacts(logged.info.run_id, d)
+    }
+    assert {
+        "figures/attention_weights.png",
+        "results/explanations.html",
+        "results/classes.json",
+    } <= files
+    page = mlflow.artifacts.load_text(f"runs:/{logged.info.run_id}/results/explanations.html")
+    assert page.count("<p>") == 4 and "<span style=" in page
+    table = pd.read_csv(workdir / "out" / "explanations.csv")
+    assert list(table.columns) == ["text", "label", "predicted", "probability", "top_words"]
+
+
+def test_logged_model_takes_raw_strings_and_predicts_the_same(trained):
+    result, uri, _ = trained
+    mlflow.set_tracking_uri(uri)
+    texts = np.array(["the film was great", "boring and weak"], dtype=object)
+    reloaded = mlflow.keras.load_model(f"runs:/{result.run_id}/model")
+    np.testing.assert_allclose(
+        reloaded.predict(texts, verbose=0), result.model.predict(texts, verbose=0), atol=1e-6
+    )
+
+
+def test_predict_prints_label_probability_and_word_weights(trained, capsys):
+    result, uri, _ = trained
+    code = cli(["--predict", "a superb film", "--model-uri", f"runs:/{result.run_id}/model",
+                "--tracking-uri", uri])  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 0
+    assert out.startswith("label: ") and "probability (pos): " in out
+    weights = [float(line.split()[-1]) for line in out.splitlines() if line.startswith("  ")]
+    assert len(weights) == 3 and abs(sum(weights) - 1) < 1e-3  # "a" is kept: no stop words
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--predict", "   ", "--model-uri", "{model}"], "empty text"),
+        (["--predict", "zzz qqq", "--model-uri", "{model}"], "none of the words"),
+        (["--predict", "a film", "--model-uri", "runs:/0123456789abcdef/model"], "cannot load"),
+    ],
+)
+def test_bad_predict_input_is_one_error_line(trained, args, message, capsys):
+    result, uri, _ = trained
+    args = [a.format(model=f"runs:/{result.run_id}/model") for a in args]
+    code = cli([*args, "--tracking-uri", uri])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and err[0].startswith("error: ") and message in err[0], err
+
+
+def test_predict_needs_a_model_uri(capsys):
+    assert cli(["--predict", "a film"]) == 2
+    assert "--predict needs --model-uri" in capsys.readouterr().err
+
+
+def _bad_files(workdir: Path) -> dict[str, Path]:
+    files = {
+        "empty": workdir / "empty.csv",
+        "nocol": workdir / "nocol.csv",
+        "single": workdir / "single.csv",
+        "latin1": workdir / "latin1.csv",
+        "blank": workdir / "blank.csv",
+    }
+    files["empty"].write_text("")
+    files["nocol"].write_text("text,stars\ngood,5\nbad,1\n")
+    files["single"].write_text("text,label\n" + "good film,pos\n" * 20)
+    files["latin1"].write_bytes("text,label\ncafé crème,pos\nbad,neg\n".encode("latin-1"))
+    files["blank"].write_text("text,label\n  ,pos\n,neg\n")
+    return files
+
+
+BAD_INPUTS = {
+    "empty file": ("empty", "is empty"),
+    "missing column": ("nocol", "has no column(s) label"),
+    "single class": ("single", "least two classes"),
+    "non-UTF-8": ("latin1", "not UTF-8 text (byte 0xe9"),
+    "empty texts": ("blank", "no row with both"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_INPUTS)
+def test_bad_input_is_one_line_exit_2_and_a_failed_run(case, workdir, tracking_uri, capsys):
+    name, message = BAD_INPUTS[case]
+    path = _bad_files(workdir)[name]
+    code = cli([*TINY_FLAGS, "--data", str(path), "--tracking-uri", tracking_uri,
+                "--output", str(workdir / "out")])  # fmt: skip
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert len(err) == 1 and err[0].startswith("error: ") and message in err[0], err
+    (failed,) = runs_of(tracking_uri, "sentiment")
+    assert failed.info.status == "FAILED" and message in failed.data.tags["error"]
+    assert not (workdir / "out" / "explanations.csv").exists()
+
+
+def test_k_fold_reports_mean_and_std(workdir, tracking_uri, capsys):
+    data = reviews_csv(workdir / "reviews.csv", n=60)
+    code = cli([*TINY_FLAGS, "--data", str(data), "--text-column", "review", "--label-column",
+                "mood", "--folds", "3", "--no-log-model",
+                "--tracking-uri", tracking_uri])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    (logged,) = runs_of(tracking_uri, "sentiment")
+    for name in ("accuracy", "f1", "roc_auc"):
+        assert f"test_cv_{name}_mean" in logged.data.metrics
+        assert logged.data.metrics[f"test_cv_{name}_std"] >= 0
+
+
+def test_rotten_tomatoes_builder_drops_plot_rows():
+    texts, labels, classes = load_labelled_texts("rotten_tomatoes")
+    assert classes == ["rotten", "fresh"]
+    assert Counter(labels) == {"fresh": 7403, "rotten": 5405} and len(texts) == 12808
+
+
+def test_unprepared_tfds_data_set_is_not_downloaded(tmp_path):
+    with pytest.raises(DataError, match="imdb_reviews is not prepared"):
+        load_labelled_texts("tfds:imdb_reviews", data_dir=str(tmp_path))
+
+
+def test_help_lists_task_flags(capsys):
+    with pytest.raises(SystemExit):
+        cli(["--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    for flag in ("--predict", "--model-uri", "--folds", "--text-column", "--cell"):
+        assert flag in out
