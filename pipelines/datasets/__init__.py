@@ -3,6 +3,7 @@
 import pipelines.datasets.image_builders  # noqa: F401  (registers *_scenes)
 from pipelines.datasets import (
     text_builders,  # noqa: F401  (registers rotten_tomatoes, hamlet)
+    translation_builders,  # noqa: F401  (registers gettext_en_fr)
 )
 from pipelines.datasets.forecast_builders import (  # noqa: F401  (registers taylor, co2, ...)
     FORECAST_SERIES,

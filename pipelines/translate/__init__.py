@@ -1,0 +1,1 @@
+"""English→French translation pipeline: ``python -m pipelines.translate``."""

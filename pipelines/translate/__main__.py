@@ -1,0 +1,5 @@
+import sys
+
+from pipelines.translate.task import cli
+
+sys.exit(cli())
