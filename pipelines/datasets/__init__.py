@@ -2,6 +2,7 @@
 
 import pipelines.datasets.image_builders  # noqa: F401  (registers *_scenes)
 from pipelines.datasets import (
+    speech_builders,  # noqa: F401  (registers fsdd, japanese_vowels)
     text_builders,  # noqa: F401  (registers rotten_tomatoes, hamlet)
     translation_builders,  # noqa: F401  (registers gettext_en_fr)
 )

@@ -1,0 +1,1 @@
+"""Speech recognition pipeline: ``python -m pipelines.speech``."""

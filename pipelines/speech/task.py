@@ -1,0 +1,438 @@
+"""Speech recognition on real recordings: connected digits with BiLSTM + CTC, or isolated words.
+
+* ``--mode ctc`` (default): connected-digit recognition. On single-digit corpora (FSDD, a WAV
+  folder of single digits) utterances of 1-7 digits are joined from real recordings of ONE
+  speaker (see :mod:`pipelines.speech.utterances`); corpora with digit-string transcripts are
+  used as they are. A small Conv1D front-end feeds bidirectional recurrent layers (``--cell``)
+  trained with CTC (Graves et al. 2006); greedy and beam decoding use ``keras.ops.ctc_decode``.
+* ``--mode isolated``: one label per recording (digit, command word, or speaker for
+  JapaneseVowels) from masked bidirectional recurrent layers and attention pooling.
+
+Splits (``--split``): ``random`` holds recordings out at random; ``speaker`` holds out every
+recording of ``--held-out-speaker`` (leave-one-speaker-out), the honest test of whether the
+model generalises to a new voice. Utterances are built inside each part separately, so no
+recording is shared between training and test.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import jiwer
+import keras
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+
+from models.architectures import ctc_acoustic_model, recurrent_classifier
+from models.recurrent import CELL_NAMES
+from pipelines.core import (
+    ConfigError,
+    DataError,
+    Report,
+    SearchSpace,
+    Splits,
+    Task,
+    TaskConfig,
+    option,
+)
+from pipelines.core.plotting import figure
+from pipelines.core.training import make_optimizer
+from pipelines.speech import features
+from pipelines.speech.corpora import BUILTIN, load_corpus
+from pipelines.speech.utterances import (
+    DIGITS,
+    Corpus,
+    Utterances,
+    as_utterances,
+    connected_utterances,
+    split_random,
+    split_speaker,
+)
+
+MODES = ("ctc", "isolated")
+SPLITS = ("random", "speaker")
+NORMALIZATIONS = ("auto", "utterance", "global")
+PARTS = ("train", "validation", "test")
+
+
+@dataclass
+class SpeechConfig(TaskConfig):
+    data: str = option(
+        "fsdd", f"{', '.join(BUILTIN)}, tfds:speech_commands, or a folder of WAV files"
+    )
+    mode: str = option("ctc", "connected digits with CTC, or one label per recording", MODES)
+    split: str = option("random", "hold out recordings at random, or a whole speaker", SPLITS)
+    held_out_speaker: str = option("", "speaker held out by --split speaker (default: first)")
+    transcripts: str = option("transcripts.txt", "transcript file inside a WAV folder")
+    utterances: int = option(
+        2000, "connected utterances built for training (validation and test: a quarter each)"
+    )
+    max_digits: int = option(7, "most digits in a built utterance")
+    max_gap: int = option(6, "longest pause before, between and after digits, in frames")
+    noise: float = option(0.05, "feature noise added to built utterances (x coefficient std)")
+    normalize: str = option(
+        "auto",
+        "feature normalisation: per utterance (CMVN), by training statistics, or auto "
+        "(per utterance unless the classes are speakers, whose voice CMVN would remove)",
+        NORMALIZATIONS,
+    )
+    beam_width: int = option(8, "beam width of the CTC beam-search decoder")
+    conv_filters: int = option(64, "filters of the Conv1D front-end (ctc)")
+    conv_kernel: int = option(5, "kernel width of the Conv1D front-end, in frames (ctc)")
+    conv_stride: int = option(2, "frame-rate reduction of the Conv1D front-end (ctc)")
+    validation_fraction: float = option(0.1, "share of training recordings for validation")
+    test_fraction: float = option(0.1, "share of recordings held out by --split random")
+    units: int = option(96, "units per recurrent layer (each direction)")
+    layers: int = option(2, "number of stacked bidirectional recurrent layers")
+    dropout: float = option(0.1, "input dropout of the recurrent layers")
+    learning_rate: float = option(3e-3, "Adam(W) learning rate")
+    epochs: int = option(25, "maximum training epochs (early stopping may end sooner)")
+    batch_size: int = option(32, "training batch size")
+    patience: int = option(4, "early-stopping patience in epochs (0 disables it)")
+
+    def validate(self) -> None:
+        super().validate()
+        for name in ("utterances", "max_digits", "beam_width", "conv_filters", "conv_kernel"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"--{name.replace('_', '-')} must be positive")
+        if self.conv_stride not in (1, 2, 3):
+            raise ConfigError(f"--conv-stride must be 1, 2 or 3, got {self.conv_stride}")
+        if self.max_gap < 0 or self.noise < 0:
+            raise ConfigError("--max-gap and --noise must not be negative")
+        fractions = (self.validation_fraction, self.test_fraction)
+        if min(fractions) <= 0 or sum(fractions) >= 1:
+            raise ConfigError("--validation-fraction and --test-fraction must be > 0, sum < 1")
+
+
+class SpeechTask(Task):
+    """Speech recognition on real recordings: BiLSTM + CTC connected digits, isolated words."""
+
+    name = "speech"
+    config_class = SpeechConfig
+
+    def run_tags(self, cfg: SpeechConfig) -> dict[str, str]:
+        return {"mode": cfg.mode, "split": cfg.split}
+
+    # ---- data -------------------------------------------------------------------------------
+    def data(self, cfg: SpeechConfig) -> Splits:
+        corpus = load_corpus(cfg.data, cfg.transcripts)
+        if cfg.mode == "ctc" and corpus.classes != list(DIGITS):
+            raise DataError(
+                f"{corpus.name} has no digit transcripts (its classes: "
+                f"{', '.join(corpus.classes[:5])}...); use --mode isolated"
+            )
+        rng = np.random.default_rng(cfg.seed)
+        parts = {name: corpus.subset(index) for name, index in self.split(corpus, cfg, rng).items()}
+        examples = {name: self.examples(part, cfg, rng, name) for name, part in parts.items()}
+        if cfg.mode == "isolated":
+            unseen = set(examples["test"].labels) - set(examples["train"].labels)
+            if unseen:
+                raise DataError(f"test classes never seen in training: {sorted(unseen)}")
+        train_frames = np.concatenate(examples["train"].frames)
+        info = {
+            "corpus": corpus.name,
+            "classes": list(DIGITS) if cfg.mode == "ctc" else corpus.classes,
+            "examples": examples,
+            "n_features": train_frames.shape[1],
+            "mean": train_frames.mean(axis=0),
+            "variance": train_frames.var(axis=0),
+            "speakers": {p: sorted(set(examples[p].speakers.tolist())) for p in PARTS},
+            "speaker_classes": cfg.mode == "isolated" and corpus.labels == corpus.speakers.tolist(),
+        }
+        datasets = {
+            p: batched(examples[p], cfg, info["classes"], cfg.seed if p == "train" else None)
+            for p in PARTS
+        }
+        return Splits(datasets["train"], datasets["validation"], datasets["test"], info)
+
+    @staticmethod
+    def split(corpus: Corpus, cfg: SpeechConfig, rng: np.random.Generator) -> dict:
+        if cfg.split == "speaker":
+            if corpus.name == "japanese_vowels":
+                raise ConfigError("japanese_vowels classes ARE its speakers: use --split random")
+            held_out = cfg.held_out_speaker or sorted(set(corpus.speakers.tolist()))[0]
+            return split_speaker(corpus.speakers, held_out, cfg.validation_fraction, rng)
+        if corpus.own_test is not None:
+            test = np.flatnonzero(corpus.own_test)
+            rest = rng.permutation(np.flatnonzero(~corpus.own_test))
+            n_validation = max(1, round(len(rest) * cfg.validation_fraction))
+            return {"test": test, "validation": rest[:n_validation], "train": rest[n_validation:]}
+        return split_random(len(corpus), cfg.validation_fraction, cfg.test_fraction, rng)
+
+    @staticmethod
+    def examples(
+        part: Corpus, cfg: SpeechConfig, rng: np.random.Generator, name: str
+    ) -> Utterances:
+        if cfg.mode == "ctc" and part.single_digits:
+            count = cfg.utterances if name == "train" else max(20, cfg.utterances // 4)
+            return connected_utterances(part, count, rng, cfg.max_digits, cfg.max_gap, cfg.noise)
+        return as_utterances(part)
+
+    # ---- model ------------------------------------------------------------------------------
+    def build_model(self, cfg: SpeechConfig, splits: Splits, hp: Any = None) -> keras.Model:
+        space = SearchSpace(cfg, hp)
+        info = splits.info
+        kwargs = {
+            "cell": space.choice("cell", CELL_NAMES),
+            "units": space.int("units", 32, 160, step=32),
+            "layers": space.int("layers", 1, 3),
+            "dropout": space.float("dropout", 0.0, 0.3, step=0.1),
+            "per_utterance": cfg.normalize == "utterance"
+            or (cfg.normalize == "auto" and not info["speaker_classes"]),
+        }
+        stats = (info["n_features"], len(info["classes"]), info["mean"], info["variance"])
+        if cfg.mode == "ctc":
+            model = ctc_acoustic_model(
+                *stats,
+                conv_filters=space.int("conv_filters", 32, 128, step=32),
+                conv_kernel=cfg.conv_kernel,
+                conv_stride=cfg.conv_stride,
+                **kwargs,
+            )
+            loss, metrics = keras.losses.CTC(), []
+        else:
+            model = recurrent_classifier(*stats, **kwargs)
+            loss, metrics = "sparse_categorical_crossentropy", ["accuracy"]
+        optimizer = make_optimizer(
+            space.float("learning_rate", 3e-4, 1e-2, sampling="log"),
+            space.float("weight_decay", 0.0, 1e-3),
+        )
+        model.compile(optimizer=optimizer, loss=loss, metrics=metrics)
+        return model
+
+    # ---- evaluation -------------------------------------------------------------------------
+    def evaluate(self, model: keras.Model, splits: Splits, cfg: SpeechConfig) -> Report:
+        test: Utterances = splits.info["examples"]["test"]
+        report = Report()
+        report.artifacts["data"] = {
+            "corpus": splits.info["corpus"],
+            "speakers": splits.info["speakers"],
+            "examples": {p: len(splits.info["examples"][p]) for p in PARTS},
+            "front_end": front_end_description(),
+        }
+        if cfg.mode == "ctc":
+            self._evaluate_ctc(model, test, cfg, report)
+        else:
+            self._evaluate_isolated(model, test, splits.info["classes"], cfg, report)
+        return report
+
+    def _evaluate_ctc(self, model, test: Utterances, cfg: SpeechConfig, report: Report) -> None:
+        logits = predict_frames(model, test.frames, cfg.batch_size)
+        lengths = [-(-len(f) // cfg.conv_stride) for f in test.frames]
+        greedy = ctc_transcripts(logits, lengths, "greedy")
+        beam = ctc_transcripts(logits, lengths, "beam_search", cfg.beam_width)
+        report.metrics |= transcript_errors(test.labels, greedy)
+        report.metrics |= {f"beam_{k}": v for k, v in transcript_errors(test.labels, beam).items()}
+        report.tables["predictions"] = pd.DataFrame(
+            {"speaker": test.speakers, "reference": test.labels, "greedy": greedy, "beam": beam}
+        )
+        confusion = aligned_confusion(test.labels, greedy)
+        shown = int(np.argmax([len(label) for label in test.labels[:20]]))
+        report.figures = {
+            "utterance": plot_ctc_utterance(
+                test.frames[shown],
+                logits[shown][: lengths[shown]],
+                test.labels[shown],
+                greedy[shown],
+                beam[shown],
+                cfg.conv_stride,
+            ),
+            "confusion": plot_confusion(confusion, [*DIGITS, "∅"], "digit confusion (aligned)"),
+        }
+
+    def _evaluate_isolated(
+        self, model, test: Utterances, classes: list[str], cfg: SpeechConfig, report: Report
+    ) -> None:
+        probabilities = np.concatenate(
+            [p for p in predict_frames(model, test.frames, cfg.batch_size, per_frame=False)]
+        )
+        predicted = probabilities.argmax(axis=1)
+        truth = np.array([classes.index(label) for label in test.labels])
+        report.metrics["accuracy"] = float((predicted == truth).mean())
+        report.metrics["errors"] = float((predicted != truth).sum())
+        report.tables["predictions"] = pd.DataFrame(
+            {
+                "speaker": test.speakers,
+                "reference": test.labels,
+                "predicted": [classes[i] for i in predicted],
+                "confidence": probabilities.max(axis=1),
+            }
+        )
+        confusion = np.zeros((len(classes), len(classes)), np.int64)
+        np.add.at(confusion, (truth, predicted), 1)
+        title = "speaker confusion" if test.labels == test.speakers.tolist() else "confusion"
+        report.figures = {
+            "utterance": plot_isolated_utterance(model, test, classes, probabilities),
+            "confusion": plot_confusion(confusion, classes, title),
+        }
+
+
+# ---- tf.data --------------------------------------------------------------------------------
+def encode(label: str, classes: list[str], mode: str) -> np.ndarray:
+    """CTC targets are 1-based digit tokens (0 is the blank); isolated targets a class index."""
+    if mode == "ctc":
+        return np.array([DIGITS.index(c) + 1 for c in label], np.int32)
+    return np.array(classes.index(label), np.int32)
+
+
+def batched(
+    examples: Utterances, cfg: SpeechConfig, classes: list[str], shuffle_seed: int | None
+) -> tf.data.Dataset:
+    """Zero-padded batches of ``(frames, targets)``; CTC targets padded with the blank."""
+    targets = [encode(label, classes, cfg.mode) for label in examples.labels]
+    frames = tf.RaggedTensor.from_row_lengths(
+        np.concatenate(examples.frames), [len(f) for f in examples.frames]
+    )
+    if cfg.mode == "ctc":
+        labels = tf.RaggedTensor.from_row_lengths(
+            np.concatenate(targets), [len(t) for t in targets]
+        )
+    else:
+        labels = tf.constant(np.stack(targets))
+    dataset = tf.data.Dataset.from_tensor_slices((frames, labels)).map(_dense).cache()
+    if shuffle_seed is not None:
+        dataset = dataset.shuffle(len(examples), seed=shuffle_seed, reshuffle_each_iteration=True)
+    return dataset.padded_batch(cfg.batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def _dense(*tensors: Any) -> tuple:
+    """Elements sliced from ragged tensors are uniform: make them plain tensors."""
+    return tuple(t.to_tensor() if isinstance(t, tf.RaggedTensor) else t for t in tensors)
+
+
+def predict_frames(
+    model: keras.Model, frames: list[np.ndarray], batch_size: int, per_frame: bool = True
+) -> list[np.ndarray]:
+    """Model outputs for variable-length inputs, one per input (per frame: padded to the longest
+    of its batch; padded CTC frames are forced blanks, so decoding needs only the true length)."""
+    outputs = []
+    for start in range(0, len(frames), batch_size):
+        chunk = frames[start : start + batch_size]
+        padded = keras.utils.pad_sequences(chunk, dtype="float32", padding="post", value=0.0)
+        result = np.asarray(model.predict_on_batch(padded))
+        outputs.extend(result if per_frame else [result])
+    return outputs
+
+
+def ctc_transcripts(
+    logits: list[np.ndarray], lengths: list[int], strategy: str, beam_width: int = 1
+) -> list[str]:
+    """Digit strings decoded by ``keras.ops.ctc_decode`` (greedy or beam search)."""
+    padded = keras.utils.pad_sequences(logits, dtype="float32", padding="post")
+    decoded, _ = keras.ops.ctc_decode(
+        padded, np.array(lengths, np.int32), strategy=strategy, beam_width=beam_width
+    )
+    best = np.asarray(decoded)[0]
+    return ["".join(DIGITS[t - 1] for t in row if t > 0) for row in best]
+
+
+def transcript_errors(references: list[str], hypotheses: list[str]) -> dict[str, float]:
+    """WER over digits as words, CER over characters (jiwer), and whole-utterance accuracy."""
+    words = [" ".join(r) for r in references], [" ".join(h) for h in hypotheses]
+    return {
+        "wer": float(jiwer.wer(*words)),
+        "cer": float(jiwer.cer(references, hypotheses)),
+        "utterance_accuracy": float(np.mean([r == h for r, h in zip(references, hypotheses)])),
+    }
+
+
+def aligned_confusion(references: list[str], hypotheses: list[str]) -> np.ndarray:
+    """Digit confusion from jiwer's word alignment; index 10 (∅) counts insertions/deletions."""
+    confusion = np.zeros((11, 11), np.int64)
+    for ref, hyp in zip(references, hypotheses):
+        ref_words, hyp_words = list(ref), list(hyp)
+        if not hyp_words:
+            for r in ref_words:
+                confusion[int(r), 10] += 1
+            continue
+        chunks = jiwer.process_words(" ".join(ref), " ".join(hyp)).alignments[0]
+        for c in chunks:
+            if c.type in ("equal", "substitute"):
+                pairs = zip(
+                    ref_words[c.ref_start_idx : c.ref_end_idx],
+                    hyp_words[c.hyp_start_idx : c.hyp_end_idx],
+                )
+                for r, h in pairs:
+                    confusion[int(r), int(h)] += 1
+            elif c.type == "delete":
+                for r in ref_words[c.ref_start_idx : c.ref_end_idx]:
+                    confusion[int(r), 10] += 1
+            else:
+                for h in hyp_words[c.hyp_start_idx : c.hyp_end_idx]:
+                    confusion[10, int(h)] += 1
+    return confusion
+
+
+def front_end_description() -> dict[str, Any]:
+    return {
+        "sample_rate": features.SAMPLE_RATE,
+        "n_mfcc": features.N_MFCC,
+        "n_mels": features.N_MELS,
+        "frame_length": features.FRAME_LENGTH,
+        "frame_step": features.FRAME_STEP,
+        "matches": "librosa.feature.mfcc defaults after resampling 8 kHz to 22,050 Hz",
+    }
+
+
+# ---- figures --------------------------------------------------------------------------------
+def plot_ctc_utterance(frames, logits, reference, greedy, beam, stride: int):
+    """MFCCs of one test utterance above the per-frame label posteriors of the model."""
+    fig, axes = figure(rows=2, height=2.6, sharex=True)
+    show_frames(axes[0], frames, "MFCC")
+    axes[0].set(title=f"reference {reference} | greedy {greedy} | beam {beam}")
+    posteriors = tf.nn.softmax(logits).numpy()
+    steps = np.arange(len(posteriors)) * stride
+    axes[1].plot(steps, posteriors[:, 0], color="lightgray", ls="--", label="blank")
+    colors = [f"C{i}" for i in range(10)]
+    for digit in range(10):
+        curve = posteriors[:, digit + 1]
+        if curve.max() > 0.2:
+            axes[1].plot(steps, curve, color=colors[digit], label=DIGITS[digit])
+            peak = int(curve.argmax())
+            axes[1].text(steps[peak], curve[peak] + 0.03, DIGITS[digit], color=colors[digit])
+    axes[1].set(xlabel="frame (23 ms)", ylabel="posterior", ylim=(0, 1.12))
+    axes[1].legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
+    return fig
+
+
+def plot_isolated_utterance(model, test: Utterances, classes, probabilities):
+    """MFCCs (or other frames) of one test recording with the attention weights over them."""
+    pooling = model.get_layer("attention_pooling")
+    attention = keras.Model(model.inputs, pooling.output[1])
+    frames = test.frames[0]
+    weights = np.asarray(attention.predict_on_batch(frames[None]))[0]
+    predicted = classes[int(probabilities[0].argmax())]
+    fig, axes = figure(rows=2, height=2.4, sharex=True)
+    show_frames(axes[0], frames, "feature")
+    axes[0].set(title=f"reference {test.labels[0]} | predicted {predicted}")
+    axes[1].bar(np.arange(len(weights)), weights, color="C0")
+    axes[1].set(xlabel="frame", ylabel="attention")
+    return fig
+
+
+def show_frames(ax, frames: np.ndarray, label: str) -> None:
+    """Frames as an image, each coefficient standardised (MFCC 0 would swamp the rest)."""
+    scaled = (frames - frames.mean(axis=0)) / (frames.std(axis=0) + 1e-6)
+    ax.imshow(scaled.T, aspect="auto", origin="lower", cmap="magma", interpolation="nearest")
+    ax.set_ylabel(f"{label} (z)")
+
+
+def plot_confusion(confusion: np.ndarray, names: list[str], title: str):
+    fig, (ax,) = figure(height=5.5, width=6.5)
+    ax.imshow(np.log1p(confusion), cmap="Blues")
+    for (i, j), count in np.ndenumerate(confusion):
+        if count:
+            ax.text(j, i, str(count), ha="center", va="center", fontsize=7)
+    ticks = np.arange(len(names))
+    ax.set(
+        xticks=ticks,
+        yticks=ticks,
+        xticklabels=names,
+        yticklabels=names,
+        xlabel="predicted",
+        ylabel="reference",
+        title=title,
+    )
+    return fig

@@ -1,0 +1,375 @@
+"""Checks of `python -m pipelines.speech`: runs, front-end, synthesis, decoding, bad input."""
+
+from __future__ import annotations
+
+import wave
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+
+from pipelines.core import DataError, RunOptions, main, run
+from pipelines.speech import features
+from pipelines.speech.corpora import load_corpus, read_folder
+from pipelines.speech.task import (
+    SpeechConfig,
+    SpeechTask,
+    aligned_confusion,
+    ctc_transcripts,
+    predict_frames,
+    transcript_errors,
+)
+from pipelines.speech.utterances import Corpus, connected_utterances, split_speaker
+from tests.conftest import runs_of
+
+TINY = dict(epochs=1, units=8, layers=1, utterances=48, conv_filters=8, batch_size=32)
+
+
+def write_wav(path: Path, samples: np.ndarray, rate: int = 8000) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with wave.open(str(path), "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(rate)
+        wav.writeframes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
+    return path
+
+
+def tone(digit: int, rate: int = 8000, seconds: float = 0.3, seed: int = 0) -> np.ndarray:
+    """A 'digit' the tests can write: a tone whose pitch encodes it, plus a little noise."""
+    t = np.arange(int(rate * seconds)) / rate
+    noise = np.random.default_rng(seed).normal(scale=0.01, size=len(t))
+    return 0.5 * np.sin(2 * np.pi * (300 + 150 * digit) * t) * np.hanning(len(t)) + noise
+
+
+def wav_folder(root: Path, lines: list[str] | None = None) -> Path:
+    """Two speakers x digits 0-2 x 2 takes, and their transcripts."""
+    entries = []
+    for speaker in ("ann", "bob"):
+        for digit in range(3):
+            for take in range(2):
+                name = f"{speaker}/{digit}_{take}.wav"
+                write_wav(root / name, tone(digit, seed=take))
+                entries.append(f"{name} {digit}")
+    (root / "transcripts.txt").write_text("\n".join(lines or entries) + "\n")
+    return root
+
+
+@pytest.fixture(scope="module")
+def shared_store(tmp_path_factory) -> str:
+    """One MLflow store for the module (creating a SQLite store is slow); runs differ by
+    experiment."""
+    return f"sqlite:///{tmp_path_factory.mktemp('speech_store') / 'mlflow.db'}"
+
+
+@pytest.fixture(scope="module")
+def ctc_run(tmp_path_factory, shared_store):
+    out = tmp_path_factory.mktemp("speech_ctc") / "out"
+    cfg = SpeechConfig(**TINY)
+    result = run(SpeechTask(), cfg, RunOptions(tracking_uri=shared_store, output=str(out)))
+    return result, cfg, shared_store, out
+
+
+@pytest.fixture(scope="module")
+def isolated_run(shared_store):
+    cfg = SpeechConfig(mode="isolated", split="speaker", held_out_speaker="speaker_3", **TINY)
+    opts = RunOptions(tracking_uri=shared_store, experiment="speech-isolated")
+    return run(SpeechTask(), cfg, opts), cfg, shared_store
+
+
+def _artifacts(uri: str, run_id: str) -> set[str]:
+    root = Path(mlflow.artifacts.download_artifacts(run_id=run_id, tracking_uri=uri))
+    return {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()}
+
+
+def test_ctc_run_is_fully_tracked(ctc_run):
+    result, _, uri, out = ctc_run
+    (logged,) = runs_of(uri, "speech")
+    assert logged.info.status == "FINISHED"
+    tags = logged.data.tags
+    assert (tags["task"], tags["mode"], tags["split"], tags["data"]) == (
+        "speech",
+        "ctc",
+        "random",
+        "fsdd",
+    )
+    for key in (
+        "cell",
+        "units",
+        "layers",
+        "dropout",
+        "learning_rate",
+        "conv_filters",
+        "beam_width",
+        "utterances",
+    ):
+        assert key in logged.data.params
+    for key in (
+        "test_wer",
+        "test_cer",
+        "test_beam_wer",
+        "test_beam_cer",
+        "test_utterance_accuracy",
+    ):
+        assert 0.0 <= logged.data.metrics[key] <= 10.0
+    names = _artifacts(uri, logged.info.run_id)
+    for name in (
+        "figures/utterance.png",
+        "figures/confusion.png",
+        "results/predictions.csv",
+        "results/data.json",
+        "model/MLmodel",
+        "config.json",
+    ):
+        assert name in names
+    assert (out / "predictions.csv").is_file() and (out / "metrics.json").is_file()
+
+
+def test_logged_ctc_model_reloads_and_predicts_the_same(ctc_run):
+    result, _, uri, _ = ctc_run
+    (logged,) = runs_of(uri, "speech")
+    mlflow.set_tracking_uri(uri)
+    reloaded = mlflow.keras.load_model(f"runs:/{logged.info.run_id}/model")
+    test = [np.random.default_rng(0).normal(size=(n, 13)).astype(np.float32) for n in (30, 17)]
+    for a, b in zip(predict_frames(reloaded, test, 8), predict_frames(result.model, test, 8)):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+    alone = predict_frames(result.model, test[1:], 1)[0]  # batch padding changes nothing
+    batched = predict_frames(result.model, test, 8)[1]
+    np.testing.assert_allclose(alone, batched[: len(alone)], atol=1e-5)
+
+
+def test_isolated_speaker_split_holds_out_one_speaker(isolated_run):
+    result, _, uri = isolated_run
+    (logged,) = runs_of(uri, "speech-isolated")
+    assert logged.info.status == "FINISHED" and logged.data.tags["split"] == "speaker"
+    assert 0.0 <= logged.data.metrics["test_accuracy"] <= 1.0
+    speakers = result.report.artifacts["data"]["speakers"]
+    assert speakers["test"] == ["speaker_3"]
+    assert "speaker_3" not in speakers["train"] + speakers["validation"]
+    names = _artifacts(uri, logged.info.run_id)
+    assert {"figures/utterance.png", "figures/confusion.png"} <= names
+    mlflow.set_tracking_uri(uri)
+    reloaded = mlflow.keras.load_model(f"runs:/{logged.info.run_id}/model")
+    x = np.random.default_rng(1).normal(size=(2, 25, 13)).astype(np.float32)
+    np.testing.assert_allclose(
+        reloaded.predict(x, verbose=0), result.model.predict(x, verbose=0), atol=1e-6
+    )
+
+
+def test_fsdd_has_six_balanced_derived_speakers():
+    corpus = load_corpus("fsdd")
+    assert len(corpus) == 3000 and corpus.frames[0].shape[1] == 13
+    for speaker in np.unique(corpus.speakers):
+        digits = np.array(corpus.labels)[corpus.speakers == speaker]
+        assert sorted(np.unique(digits, return_counts=True)[1]) == [50] * 10
+
+
+def test_japanese_vowels_parses_its_own_ts_files():
+    corpus = load_corpus("japanese_vowels")
+    assert len(corpus) == 640 and int(corpus.own_test.sum()) == 370
+    assert corpus.classes == [str(i) for i in range(1, 10)]
+    assert {f.shape[1] for f in corpus.frames} == {12}
+    assert min(map(len, corpus.frames)) >= 7 and max(map(len, corpus.frames)) <= 29
+
+
+def test_mfcc_front_end_shape_and_fsdd_like_scale():
+    samples = tone(4, seconds=0.5).astype(np.float32)
+    mfcc = features.mfcc(samples).numpy()
+    assert mfcc.shape == (1 + (len(samples) - 1) // features.FRAME_STEP, features.N_MFCC)
+    assert -800 < mfcc[:, 0].mean() < 0  # dB-scale first coefficient, as in the FSDD features
+    assert (features.mel_filterbank().sum(axis=0) == 0).sum() == 37  # bands above 4 kHz
+
+
+def test_integer_multiple_rates_are_resampled_and_others_refused(tmp_path):
+    low = write_wav(tmp_path / "low.wav", tone(2))
+    high = write_wav(tmp_path / "high.wav", tone(2, rate=16000), rate=16000)
+    waves, rates = zip(features.read_wav(low), features.read_wav(high))
+    assert rates == (8000, 16000)
+    at_8k, from_16k = features.waveform_features(list(waves), list(rates))
+    assert at_8k.shape == from_16k.shape
+    assert np.abs(at_8k[:, 1:] - from_16k[:, 1:]).mean() < 5.0  # same sound, same features
+    write_wav(tmp_path / "odd.wav", tone(2, rate=11025), rate=11025)
+    with pytest.raises(DataError, match="11025 Hz"):
+        features.read_wav(tmp_path / "odd.wav")
+
+
+def test_wav_folder_reads_transcripts_speakers_and_features(tmp_path):
+    corpus = read_folder(wav_folder(tmp_path))
+    assert len(corpus) == 12 and corpus.single_digits
+    assert sorted(set(corpus.speakers)) == ["ann", "bob"]
+    assert all(f.shape[1] == 13 for f in corpus.frames)
+
+
+def test_a_model_trains_on_a_wav_folder(tmp_path, shared_store, capsys):
+    folder = wav_folder(tmp_path / "wavs")
+    code = main(
+        SpeechTask(),
+        [
+            "--data",
+            str(folder),
+            "--epochs",
+            "1",
+            "--units",
+            "4",
+            "--layers",
+            "1",
+            "--utterances",
+            "16",
+            "--conv-filters",
+            "4",
+            "--tracking-uri",
+            shared_store,
+            "--experiment",
+            "speech-wav",
+            "--no-log-model",
+        ],
+    )
+    assert code == 0, capsys.readouterr().err
+    (logged,) = runs_of(shared_store, "speech-wav")
+    assert logged.info.status == "FINISHED" and "test_wer" in logged.data.metrics
+
+
+def _tagged_corpus() -> Corpus:
+    """Frames carry (digit, speaker, position in the recording) so joins can be checked; each
+    recording ends in a quiet frame (column 0 is the energy), which gaps are made of."""
+    frames, labels, speakers = [], [], []
+    for i in range(40):
+        digit, speaker, n = i % 10, i % 4, 3 + i % 5
+        block = np.stack([np.full(n, 10.0 + digit), np.full(n, speaker), np.arange(n)], axis=1)
+        frames.append(np.concatenate([block, [[0.0, speaker, -1]]]).astype(np.float32))
+        labels.append(str(digit))
+        speakers.append(f"s{speaker}")
+    return Corpus("tagged", frames, labels, np.array(speakers), list("0123456789"))
+
+
+def test_connected_utterances_join_digits_of_one_speaker():
+    corpus = _tagged_corpus()
+    built = connected_utterances(corpus, 50, np.random.default_rng(0), noise=0.0)
+    for frames, label, speaker in zip(built.frames, built.labels, built.speakers):
+        assert 1 <= len(label) <= 7
+        assert set(frames[:, 1]) == {float(speaker[1:])}  # every frame, gaps too
+        starts = frames[frames[:, 2] == 0]
+        assert "".join(str(int(d - 10)) for d in starts[:, 0]) == label
+
+
+def test_speaker_split_has_no_speaker_overlap():
+    corpus = _tagged_corpus()
+    parts = split_speaker(corpus.speakers, "s2", 0.2, np.random.default_rng(0))
+    test = set(corpus.speakers[parts["test"]])
+    rest = set(corpus.speakers[np.concatenate([parts["train"], parts["validation"]])])
+    assert test == {"s2"} and "s2" not in rest
+    assert sorted(np.concatenate(list(parts.values()))) == list(range(len(corpus)))
+
+
+def test_ctc_decoding_of_a_constructed_posterior():
+    # frames: 1 1 blank 1 2 2 blank -> "112"; label k+1 is digit k, index 0 the blank
+    path = [2, 2, 0, 2, 3, 3, 0, 0]
+    logits = np.full((len(path), 11), -5.0, np.float32)
+    logits[np.arange(len(path)), path] = 5.0
+    assert ctc_transcripts([logits], [len(path)], "greedy") == ["112"]
+    assert ctc_transcripts([logits], [len(path)], "beam_search", 4) == ["112"]
+    assert ctc_transcripts([logits], [3], "greedy") == ["1"]  # length cuts the rest
+
+
+def test_transcript_errors_and_aligned_confusion():
+    errors = transcript_errors(["123", "45"], ["123", "4"])
+    assert errors["wer"] == pytest.approx(1 / 5) and errors["utterance_accuracy"] == 0.5
+    confusion = aligned_confusion(["123", "45"], ["173", ""])
+    assert confusion[2, 7] == 1 and confusion[1, 1] == 1 and confusion[4, 10] == 1
+
+
+BAD_INPUTS = {
+    "missing folder": ("{root}/nowhere", None, "audio folder not found"),
+    "empty folder": ("{root}/empty", None, "no .wav files"),
+    "missing file": ("{root}/wavs", ["ann/0_0.wav 0", "ann/9_9.wav 9"], "missing file(s): ann/9"),
+    "outside vocabulary": (
+        "{root}/wavs",
+        ["ann/0_0.wav 0", "ann/1_0.wav one x"],
+        "outside the vocabulary 0-9: 'x'",
+    ),
+    "zero-length audio": ("{root}/wavs", "zero", "zero length"),
+    "other sample rate": ("{root}/wavs", "11025", "sampled at 11025 Hz"),
+    "no digit transcripts": ("japanese_vowels", None, "use --mode isolated"),
+    "tfds not prepared": ("tfds:speech_commands", None, "speech_commands is not prepared"),
+    "unknown name": ("timit", None, "unknown data set 'timit'"),
+}
+
+
+def _prepare_bad(case: str, root: Path) -> str:
+    spec, lines, _ = BAD_INPUTS[case]
+    (root / "empty").mkdir()
+    if spec.endswith("wavs"):
+        folder = wav_folder(root / "wavs", lines if isinstance(lines, list) else None)
+        if lines == "zero":
+            write_wav(folder / "ann/0_0.wav", np.zeros(0))
+        elif lines == "11025":
+            write_wav(folder / "bob/2_1.wav", tone(2, rate=11025), rate=11025)
+    return spec.format(root=root)
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+def test_bad_input_is_one_line_exit_2_and_a_failed_run(case, workdir, shared_store, capsys):
+    data = _prepare_bad(case, workdir)
+    experiment = f"speech-{case.replace(' ', '-')}"
+    args = [
+        "--data",
+        data,
+        "--epochs",
+        "1",
+        "--units",
+        "4",
+        "--utterances",
+        "8",
+        "--tracking-uri",
+        shared_store,
+        "--experiment",
+        experiment,
+        "--output",
+        str(workdir / "out"),
+    ]
+    code = main(SpeechTask(), args)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    message = BAD_INPUTS[case][2]
+    assert len(err) == 1 and err[0].startswith("error: ") and message in err[0], err
+    (failed,) = runs_of(shared_store, experiment)
+    assert failed.info.status == "FAILED" and message in failed.data.tags["error"]
+    assert not (workdir / "out" / "predictions.csv").exists()
+    assert not (workdir / "out" / "metrics.json").exists()
+
+
+def test_speaker_split_of_japanese_vowels_is_refused(workdir, shared_store, capsys):
+    code = main(
+        SpeechTask(),
+        [
+            "--data",
+            "japanese_vowels",
+            "--mode",
+            "isolated",
+            "--split",
+            "speaker",
+            "--tracking-uri",
+            shared_store,
+            "--experiment",
+            "speech-refused",
+        ],
+    )
+    assert code == 2 and "ARE its speakers" in capsys.readouterr().err
+
+
+def test_help_lists_task_flags_with_defaults(capsys):
+    with pytest.raises(SystemExit):
+        main(SpeechTask(), ["--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    for flag in (
+        "--mode",
+        "--split",
+        "--held-out-speaker",
+        "--beam-width",
+        "--conv-filters",
+        "--cell",
+        "--tune",
+    ):
+        assert flag in out
+    assert "default: fsdd" in out
