@@ -51,6 +51,10 @@ def main(task: Task, argv: list[str] | None = None) -> int:
     )
     cfg, opts = split_namespace(parser.parse_args(argv), task.config_class)
     try:
+        answer = task.infer(cfg, opts)
+        if answer is not None:
+            print(answer)
+            return 0
         result = run(task, cfg, opts)
     except PipelineError as exc:
         print(f"error: {exc}", file=sys.stderr)

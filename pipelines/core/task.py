@@ -116,6 +116,13 @@ class Task(abc.ABC):
         features = next(iter(splits.test.take(1)))[0]
         return tf.nest.map_structure(lambda t: t.numpy()[:2], features)
 
+    def infer(self, cfg: TaskConfig, opts: Any) -> str | None:
+        """Answer a one-off request with a logged model (``--predict`` ...) instead of training.
+
+        Returns the text to print, or None to train as usual (the default).
+        """
+        return None
+
     def log_serving_model(
         self, model: keras.Model, splits: Splits, cfg: TaskConfig, report: Report
     ) -> None:

@@ -1,5 +1,6 @@
 import sys
 
-from pipelines.sentiment.task import cli
+from pipelines.core import main
+from pipelines.sentiment.task import SentimentTask
 
-sys.exit(cli())
+sys.exit(main(SentimentTask()))

@@ -13,7 +13,6 @@ K-1 folds of a stratified K-fold and reports the mean and standard deviation ove
 from __future__ import annotations
 
 import html
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,20 +27,17 @@ from models.recurrent import CELL_NAMES
 from pipelines.core import (
     ConfigError,
     DataError,
-    PipelineError,
     Report,
     RunOptions,
     SearchSpace,
     Splits,
     Task,
     TaskConfig,
-    main,
     option,
     tracking,
 )
-from pipelines.core.cli import build_parser, split_namespace
 from pipelines.core.plotting import figure
-from pipelines.core.runner import EXIT_BAD_INPUT, fit
+from pipelines.core.runner import fit
 from pipelines.core.text import (
     encode_labels,
     read_labelled_csv,
@@ -102,6 +98,10 @@ class SentimentTask(Task):
 
     name = "sentiment"
     config_class = SentimentConfig
+
+    def infer(self, cfg: SentimentConfig, opts: RunOptions) -> str | None:
+        """``--predict TEXT --model-uri URI`` classifies with a logged model instead of training."""
+        return predict(cfg, opts) if cfg.predict or cfg.model_uri else None
 
     # ---- data -------------------------------------------------------------------------------
     def data(self, cfg: SentimentConfig) -> Splits:
@@ -346,18 +346,3 @@ def predict(cfg: SentimentConfig, opts: RunOptions) -> str:
     lines = [f"label: {label}", f"probability ({classes[1]}): {item.probability:.4f}", "words:"]
     lines += [f"  {word:<20} {w:.4f}" for word, w in zip(item.words, item.weights, strict=True)]
     return "\n".join(lines)
-
-
-def cli(argv: list[str] | None = None) -> int:
-    """``python -m pipelines.sentiment``: train, or with --predict/--model-uri classify."""
-    task = SentimentTask()
-    parser = build_parser(f"python -m pipelines.{task.name}", task.__doc__ or "", SentimentConfig)
-    cfg, opts = split_namespace(parser.parse_args(argv), SentimentConfig)
-    if not (cfg.predict or cfg.model_uri):
-        return main(task, argv)
-    try:
-        print(predict(cfg, opts))
-    except PipelineError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    return 0

@@ -1,5 +1,6 @@
 import sys
 
-from pipelines.textgen.task import cli
+from pipelines.core import main
+from pipelines.textgen.task import TextgenTask
 
-sys.exit(cli())
+sys.exit(main(TextgenTask()))

@@ -11,7 +11,6 @@ top-p; ``--generate PROMPT --model-uri URI`` does it for a logged model.
 from __future__ import annotations
 
 import re
-import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,20 +23,16 @@ from models.recurrent import CELL_NAMES
 from pipelines.core import (
     ConfigError,
     DataError,
-    PipelineError,
     Report,
     RunOptions,
     SearchSpace,
     Splits,
     Task,
     TaskConfig,
-    main,
     option,
     tracking,
 )
-from pipelines.core.cli import build_parser, split_namespace
 from pipelines.core.plotting import figure
-from pipelines.core.runner import EXIT_BAD_INPUT
 from pipelines.core.text import (
     OOV_ID,
     PAD_ID,
@@ -151,6 +146,10 @@ class TextgenTask(Task):
 
     name = "textgen"
     config_class = TextgenConfig
+
+    def infer(self, cfg: TextgenConfig, opts: RunOptions) -> str | None:
+        """``--generate PROMPT --model-uri URI`` writes text with a logged model, no training."""
+        return generate_from_logged(cfg, opts) if cfg.generate or cfg.model_uri else None
 
     # ---- data -------------------------------------------------------------------------------
     def data(self, cfg: TextgenConfig) -> Splits:
@@ -362,18 +361,3 @@ def generate_from_logged(cfg: TextgenConfig, opts: RunOptions) -> str:
         cfg.seed,
     )
     return cfg.generate + text
-
-
-def cli(argv: list[str] | None = None) -> int:
-    """``python -m pipelines.textgen``: train, or with --generate/--model-uri write text."""
-    task = TextgenTask()
-    parser = build_parser(f"python -m pipelines.{task.name}", task.__doc__ or "", TextgenConfig)
-    cfg, opts = split_namespace(parser.parse_args(argv), TextgenConfig)
-    if not (cfg.generate or cfg.model_uri):
-        return main(task, argv)
-    try:
-        print(generate_from_logged(cfg, opts))
-    except PipelineError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    return 0

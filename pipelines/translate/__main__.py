@@ -1,5 +1,6 @@
 import sys
 
-from pipelines.translate.task import cli
+from pipelines.core import main
+from pipelines.translate.task import TranslateTask
 
-sys.exit(cli())
+sys.exit(main(TranslateTask()))

@@ -33,18 +33,14 @@ from models.recurrent import CELL_NAMES
 from pipelines.core import (
     ConfigError,
     DataError,
-    PipelineError,
     Report,
     SearchSpace,
     Splits,
     Task,
     TaskConfig,
-    main,
     option,
 )
-from pipelines.core.cli import build_parser, split_namespace
 from pipelines.core.plotting import figure
-from pipelines.core.runner import EXIT_BAD_INPUT
 from pipelines.core.tracking import connect, resolve_tracking_uri
 from pipelines.core.training import make_optimizer
 from pipelines.datasets.translation_builders import (
@@ -111,6 +107,21 @@ class TranslateTask(Task):
 
     name = "translate"
     config_class = TranslateConfig
+
+    def infer(self, cfg: TranslateConfig, opts: Any) -> str | None:
+        """``--translate TEXT --model-uri URI`` translates with a logged model, no training.
+
+        Words never seen in training are noted on stderr (they become [UNK]); a sentence of
+        only unknown words is refused.
+        """
+        if not cfg.translate:
+            return None
+        cfg.validate()
+        connect(resolve_tracking_uri(opts.tracking_uri))
+        translation, unknown = translate_sentence(cfg.translate, cfg.model_uri, cfg.beam_width)
+        if unknown:
+            print(f"note: words never seen in training: {', '.join(unknown)}", file=sys.stderr)
+        return translation
 
     # ---- data -------------------------------------------------------------------------------
     def data(self, cfg: TranslateConfig) -> Splits:
@@ -256,23 +267,3 @@ def plot_alignments(
         ax.set_title("\n".join(textwrap.wrap(sources[i], 40)), fontsize=9)
     fig.suptitle("attention alignment (rows: French output, columns: English source)")
     return fig
-
-
-def cli(argv: list[str] | None = None) -> int:
-    """``python -m pipelines.translate``: train, or with --translate/--model-uri translate."""
-    task = TranslateTask()
-    parser = build_parser(f"python -m pipelines.{task.name}", task.__doc__ or "", TranslateConfig)
-    cfg, opts = split_namespace(parser.parse_args(argv), TranslateConfig)
-    if not cfg.translate:
-        return main(task, argv)
-    try:
-        cfg.validate()
-        connect(resolve_tracking_uri(opts.tracking_uri))
-        translation, unknown = translate_sentence(cfg.translate, cfg.model_uri, cfg.beam_width)
-    except PipelineError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    if unknown:
-        print(f"note: words never seen in training: {', '.join(unknown)}", file=sys.stderr)
-    print(translation)
-    return 0

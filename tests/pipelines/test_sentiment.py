@@ -11,10 +11,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipelines.core import DataError, RunOptions, run
+from pipelines.core import DataError, RunOptions, main, run
 from pipelines.datasets.text_builders import load_labelled_texts
-from pipelines.sentiment.task import SentimentConfig, SentimentTask, cli
+from pipelines.sentiment.task import SentimentConfig, SentimentTask
 from tests.conftest import runs_of
+
+
+def cli(argv: list[str]) -> int:
+    """The task's command line, in process."""
+    return main(SentimentTask(), argv)
+
 
 TINY = dict(epochs=2, units=8, embedding_dim=8, attention_units=8, batch_size=16, explain=4)
 TINY_FLAGS = ["--epochs", "1", "--units", "8", "--embedding-dim", "8", "--attention-units", "8"]

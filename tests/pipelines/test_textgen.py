@@ -10,11 +10,17 @@ import numpy as np
 import pytest
 
 from models.architectures import language_model, stateful_twin
-from pipelines.core import RunOptions, run
+from pipelines.core import RunOptions, main, run
 from pipelines.textgen.ngram import KneserNey
 from pipelines.textgen.sampling import next_token_distribution, sample
-from pipelines.textgen.task import TextgenConfig, TextgenTask, cli
+from pipelines.textgen.task import TextgenConfig, TextgenTask
 from tests.conftest import runs_of
+
+
+def cli(argv: list[str]) -> int:
+    """The task's command line, in process."""
+    return main(TextgenTask(), argv)
+
 
 TINY = dict(epochs=1, units=16, layers=1, embedding_dim=8, seq_length=20, stride=20,
             batch_size=32, length=30, sample_temperatures=[0.5, 1.0])  # fmt: skip

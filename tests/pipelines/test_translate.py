@@ -11,7 +11,7 @@ import mlflow
 import numpy as np
 import pytest
 
-from pipelines.core import DataError, RunOptions, run
+from pipelines.core import DataError, RunOptions, main, run
 from pipelines.datasets.translation_builders import (
     catalog_pairs,
     clean_message,
@@ -22,9 +22,15 @@ from pipelines.datasets.translation_builders import (
 )
 from pipelines.translate.inference import translate
 from pipelines.translate.subwords import BytePairEncoding, detokenize, join_pieces, tokenize
-from pipelines.translate.task import TranslateConfig, TranslateTask, cli
+from pipelines.translate.task import TranslateConfig, TranslateTask
 from pipelines.translate.vocab import Vocabularies
 from tests.conftest import runs_of
+
+
+def cli(argv: list[str]) -> int:
+    """The task's command line, in process."""
+    return main(TranslateTask(), argv)
+
 
 TINY = {"epochs": 2, "units": 8, "embedding_dim": 8, "merges": 60, "batch_size": 16,
         "learning_rate": 0.01}  # fmt: skip
