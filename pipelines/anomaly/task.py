@@ -25,7 +25,16 @@ import pandas as pd
 from models.architectures import next_step_predictor, sequence_autoencoder
 from models.recurrent import CELL_NAMES, gate_activations
 from pipelines.anomaly import detection
-from pipelines.core import DataError, Report, SearchSpace, Splits, Task, TaskConfig, option
+from pipelines.core import (
+    ConfigError,
+    DataError,
+    Report,
+    SearchSpace,
+    Splits,
+    Task,
+    TaskConfig,
+    option,
+)
 from pipelines.core.plotting import figure
 from pipelines.core.timeseries import (
     Standardizer,
@@ -66,16 +75,11 @@ class AnomalyConfig(TaskConfig):
 
     def validate(self) -> None:
         super().validate()
-        for name in ("window", "stride", "smoothing"):
-            if getattr(self, name) <= 0:
-                raise DataError(f"--{name} must be positive, got {getattr(self, name)}")
-        if self.merge_gap < 0:
-            raise DataError(f"--merge-gap must not be negative, got {self.merge_gap}")
+        self.require_positive("window", "stride", "smoothing")
+        self.require_non_negative("merge_gap")
+        self.require_split()
         if not 0 < self.quantile < 1:
-            raise DataError(f"--quantile must be in (0, 1), got {self.quantile}")
-        fractions = (self.validation_fraction, self.test_fraction)
-        if min(fractions) <= 0 or sum(fractions) >= 1:
-            raise DataError("--validation-fraction and --test-fraction must be > 0 and sum below 1")
+            raise ConfigError(f"--quantile must be in (0, 1), got {self.quantile}")
 
 
 @dataclass

@@ -90,14 +90,11 @@ class CaptioningConfig(TaskConfig):
 
     def validate(self) -> None:
         super().validate()
-        for name in ("train_scenes", "validation_scenes", "test_scenes", "filters",
-                     "embedding_dim", "max_tokens", "min_count", "beam_width"):  # fmt: skip
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"--{name.replace('_', '-')} must be positive")
+        self.require_positive("train_scenes", "validation_scenes", "test_scenes", "filters",
+                              "embedding_dim", "max_tokens", "min_count", "beam_width")  # fmt: skip
+        self.require_non_negative("max_images")
         if self.image_size < 48:
             raise ConfigError(f"--image-size must be at least 48, got {self.image_size}")
-        if self.max_images < 0:
-            raise ConfigError("--max-images must not be negative")
         if self.encoder == "mobilenet":
             mobilenet_weights(self.image_size)
 

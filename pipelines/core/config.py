@@ -40,17 +40,10 @@ class TaskConfig:
     seed: int = option(42, "random seed for data splits, initialisation and shuffling")
 
     def validate(self) -> None:
-        """Reject out-of-range values before any work starts."""
-        for name in ("units", "layers", "epochs", "batch_size"):
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"--{_flag(name)} must be positive, got {getattr(self, name)}")
-        for name in ("dropout", "recurrent_dropout"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise ConfigError(f"--{_flag(name)} must be in [0, 1), got {getattr(self, name)}")
-        if self.learning_rate <= 0:
-            raise ConfigError(f"--learning-rate must be positive, got {self.learning_rate}")
-        if self.weight_decay < 0 or self.patience < 0:
-            raise ConfigError("--weight-decay and --patience must not be negative")
+        """Reject out-of-range values before any work starts; subclasses extend it."""
+        self.require_positive("units", "layers", "epochs", "batch_size", "learning_rate")
+        self.require_rate("dropout", "recurrent_dropout")
+        self.require_non_negative("weight_decay", "patience")
         for f in dataclasses.fields(self):
             choices = f.metadata.get("choices")
             if choices and getattr(self, f.name) not in choices:
@@ -58,6 +51,27 @@ class TaskConfig:
                     f"--{_flag(f.name)} must be one of {', '.join(map(str, choices))}, "
                     f"got {getattr(self, f.name)!r}"
                 )
+
+    def require_positive(self, *names: str) -> None:
+        self._require(names, lambda v: v > 0, "must be positive")
+
+    def require_non_negative(self, *names: str) -> None:
+        self._require(names, lambda v: v >= 0, "must not be negative")
+
+    def require_rate(self, *names: str) -> None:
+        self._require(names, lambda v: 0.0 <= v < 1.0, "must be in [0, 1)")
+
+    def require_split(self) -> None:
+        """``validation_fraction`` and ``test_fraction`` both > 0 and leaving data to train on."""
+        fractions = (self.validation_fraction, self.test_fraction)
+        if min(fractions) <= 0 or sum(fractions) >= 1:
+            raise ConfigError("--validation-fraction and --test-fraction must be > 0, sum < 1")
+
+    def _require(self, names: tuple[str, ...], ok: Any, message: str) -> None:
+        for name in names:
+            value = getattr(self, name)
+            if not ok(value):
+                raise ConfigError(f"--{_flag(name)} {message}, got {value}")
 
     def to_params(self) -> dict[str, Any]:
         """Flat dict of the resolved config, as logged to MLflow."""

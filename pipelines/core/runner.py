@@ -67,8 +67,11 @@ def main(task: Task, argv: list[str] | None = None) -> int:
 
 
 def run(task: Task, cfg: TaskConfig, opts: RunOptions) -> Result:
-    """Validate, then train and evaluate one config (or run a search) inside an MLflow run."""
-    cfg.validate()
+    """Train and evaluate one config (or run a search) inside an MLflow run.
+
+    Run options are checked before the store is touched; the task config inside the run, so a
+    bad value leaves a FAILED run that says why, like any other bad input.
+    """
     opts.validate()
     tracking.connect(tracking.resolve_tracking_uri(opts.tracking_uri))
     tracking.use_experiment(opts.experiment or task.name)
@@ -85,6 +88,7 @@ def run(task: Task, cfg: TaskConfig, opts: RunOptions) -> Result:
         if run_id is None:
             tracking.log_params(cfg.to_params() | {"precision": opts.precision})
             mlflow.log_dict(cfg.to_params(), "config.json")
+        cfg.validate()
         result = train_and_evaluate(task, cfg, opts)
         result.run_id = active.info.run_id
         if output and is_chief():

@@ -229,6 +229,7 @@ def run_search(task: Task, cfg: TaskConfig, opts: RunOptions) -> runner.Result:
     keras.mixed_precision.set_global_policy(opts.precision)
     hypermodel = TaskHyperModel(task, cfg, opts)
     if distributed_role() == "worker":
+        cfg.validate()
         make_tuner(task, cfg, opts, hypermodel, overwrite=False).search(verbose=0)
         return runner.Result(None, Report(), {}, {})
     resuming = opts.resume and (tuner_directory(opts) / task.name / "oracle.json").exists()
@@ -241,6 +242,7 @@ def run_search(task: Task, cfg: TaskConfig, opts: RunOptions) -> runner.Result:
             tracking.log_params(cfg.to_params() | search_params(task, opts))
             mlflow.log_dict(cfg.to_params(), "config.json")
             hypermodel.parent_run_id = parent.info.run_id
+            cfg.validate()
             tuner = make_tuner(task, cfg, opts, hypermodel, overwrite=True)
         tuner.search(verbose=0)
         result = finish_search(task, cfg, opts, tuner)

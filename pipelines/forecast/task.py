@@ -72,13 +72,9 @@ class ForecastConfig(TaskConfig):
 
     def validate(self) -> None:
         super().validate()
-        if self.horizon <= 0:
-            raise ConfigError(f"--horizon must be positive, got {self.horizon}")
-        if self.window < 0 or self.season < 0 or self.backtest < 0 or self.stride <= 0:
-            raise ConfigError("--window, --season and --backtest must be >= 0, --stride > 0")
-        fractions = (self.validation_fraction, self.test_fraction)
-        if min(fractions) <= 0 or sum(fractions) >= 1:
-            raise ConfigError("--validation-fraction and --test-fraction must be > 0, sum < 1")
+        self.require_positive("horizon", "stride")
+        self.require_non_negative("window", "season", "backtest")
+        self.require_split()
         if self.quantiles:
             if 0.5 not in self.quantiles or not all(0 < q < 1 for q in self.quantiles):
                 raise ConfigError("--quantiles must lie in (0, 1) and include 0.5 (the forecast)")

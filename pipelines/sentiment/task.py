@@ -82,15 +82,10 @@ class SentimentConfig(TaskConfig):
 
     def validate(self) -> None:
         super().validate()
-        for name in ("max_tokens", "max_length", "embedding_dim", "attention_units", "folds"):
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"--{name.replace('_', '-')} must be positive")
-        for name in ("head_dropout", "embedding_dropout"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise ConfigError(f"--{name.replace('_', '-')} must be in [0, 1)")
-        fractions = (self.validation_fraction, self.test_fraction)
-        if min(fractions) <= 0 or sum(fractions) >= 1:
-            raise ConfigError("--validation-fraction and --test-fraction must be > 0, sum < 1")
+        self.require_positive("max_tokens", "max_length", "embedding_dim", "attention_units",
+                              "folds")  # fmt: skip
+        self.require_rate("head_dropout", "embedding_dropout")
+        self.require_split()
 
 
 class SentimentTask(Task):

@@ -94,16 +94,12 @@ class SpeechConfig(TaskConfig):
 
     def validate(self) -> None:
         super().validate()
-        for name in ("utterances", "max_digits", "beam_width", "conv_filters", "conv_kernel"):
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"--{name.replace('_', '-')} must be positive")
+        self.require_positive("utterances", "max_digits", "beam_width", "conv_filters",
+                              "conv_kernel")  # fmt: skip
+        self.require_non_negative("max_gap", "noise")
+        self.require_split()
         if self.conv_stride not in (1, 2, 3):
             raise ConfigError(f"--conv-stride must be 1, 2 or 3, got {self.conv_stride}")
-        if self.max_gap < 0 or self.noise < 0:
-            raise ConfigError("--max-gap and --noise must not be negative")
-        fractions = (self.validation_fraction, self.test_fraction)
-        if min(fractions) <= 0 or sum(fractions) >= 1:
-            raise ConfigError("--validation-fraction and --test-fraction must be > 0, sum < 1")
 
 
 class SpeechTask(Task):

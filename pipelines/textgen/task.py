@@ -86,21 +86,11 @@ class TextgenConfig(TaskConfig):
 
     def validate(self) -> None:
         super().validate()
-        for name in (
-            "seq_length",
-            "stride",
-            "embedding_dim",
-            "max_tokens",
-            "ngram_order",
-            "length",
-        ):
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"--{name.replace('_', '-')} must be positive")
+        self.require_positive("seq_length", "stride", "embedding_dim", "max_tokens",
+                              "ngram_order", "length")  # fmt: skip
+        self.require_split()
         if self.temperature < 0 or self.top_k < 0 or not 0 < self.top_p <= 1:
             raise ConfigError("need --temperature >= 0, --top-k >= 0 and 0 < --top-p <= 1")
-        fractions = (self.validation_fraction, self.test_fraction)
-        if min(fractions) <= 0 or sum(fractions) >= 1:
-            raise ConfigError("--validation-fraction and --test-fraction must be > 0, sum < 1")
 
 
 @dataclass

@@ -82,11 +82,8 @@ class TranslateConfig(TaskConfig):
 
     def validate(self) -> None:
         super().validate()
-        for name in ("max_words", "merges", "min_count", "embedding_dim", "beam_width"):
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"--{name.replace('_', '-')} must be positive")
-        if self.max_pairs < 0:
-            raise ConfigError("--max-pairs must not be negative")
+        self.require_positive("max_words", "merges", "min_count", "embedding_dim", "beam_width")
+        self.require_non_negative("max_pairs")
         if self.layers != 1 or self.recurrent_dropout:
             raise ConfigError(
                 "the translator has one bidirectional encoder layer and no recurrent dropout "
