@@ -8,7 +8,8 @@ time) and also exposes its maths in two halves so the fused sequence layers in
   can compute it for all time steps with one matmul;
 * `step(z_x, h_rec, c_tm1, weights)`: the recurrent part, one fused `[H, 4H]` matmul
   followed by `update(...)`, the element-wise rest of the step;
-* `update_grad(...)`: the backward pass of `update`, used by the layers' hand-written BPTT.
+* `update_for_grad(...)` and `update_grad(...)`: `update` plus what the layers'
+  hand-written BPTT stores per step, and the backward pass of `update` from it.
 
 The gate order is i, f, c, o and the weight layout matches `keras.layers.LSTMCell`.
 """
@@ -42,11 +43,23 @@ def read_variable(variable: keras.Variable, dtype: str) -> Any:
         return ops.cast(variable.value, dtype)
 
 
+def standardise(x: Any, epsilon: float) -> tuple:
+    """`(x_hat, rstd)` over the last axis; the layer-norm backward pass reuses both."""
+    centred = x - ops.mean(x, axis=-1, keepdims=True)
+    rstd = ops.rsqrt(ops.mean(ops.square(centred), axis=-1, keepdims=True) + epsilon)
+    return centred * rstd, rstd
+
+
+def standardise_grad(d_x_hat: Any, x_hat: Any, rstd: Any) -> Any:
+    """Back-propagates through `standardise`: the gradient w.r.t. its input `x`."""
+    mean_d = ops.mean(d_x_hat, axis=-1, keepdims=True)
+    mean_dx = ops.mean(d_x_hat * x_hat, axis=-1, keepdims=True)
+    return rstd * (d_x_hat - mean_d - x_hat * mean_dx)
+
+
 def layer_norm(x: Any, gamma: Any, beta: Any, epsilon: float) -> Any:
     """Normalises over the last axis, like `keras.layers.LayerNormalization(axis=-1)`."""
-    mean = ops.mean(x, axis=-1, keepdims=True)
-    variance = ops.mean(ops.square(x - mean), axis=-1, keepdims=True)
-    return (x - mean) * ops.rsqrt(variance + epsilon) * gamma + beta
+    return standardise(x, epsilon)[0] * gamma + beta
 
 
 def gate_preactivations(z_x: Any, z_h: Any) -> tuple:
@@ -65,6 +78,32 @@ def _additive_grads(z_x: Any, d_z: tuple) -> tuple:
     """`(d_z_x, d_z_h)` from per-gate gradients when `z = z_x + z_h` (plain and peephole)."""
     d_z_h = ops.concatenate(d_z, axis=-1)
     return (d_z if isinstance(z_x, (tuple, list)) else d_z_h), d_z_h
+
+
+# The hand-written gradients below use the fused SigmoidGrad/TanhGrad kernels on the
+# activated gates: the op count is what a CPU time loop pays for.
+
+
+def _output_grads(o: Any, tanh_c: Any, d_h: Any, d_c: Any) -> tuple:
+    """`(d_z_o, d_c)` for `h = o * tanh_c`: `d_c` gains the path through `h`."""
+    d_z_o = tf.raw_ops.SigmoidGrad(y=o, dy=d_h * tanh_c)
+    return d_z_o, d_c + tf.raw_ops.TanhGrad(y=tanh_c, dy=d_h * o)
+
+
+def _gates_grad(gates: tuple, c_tm1: Any, d_c: Any, d_z_o: Any) -> tuple:
+    """Per-gate pre-activation gradients of `c = f * c_tm1 + i * g` given `d_c` and `d_z_o`."""
+    i, f, g, _ = gates
+    return (
+        tf.raw_ops.SigmoidGrad(y=i, dy=d_c * g),
+        tf.raw_ops.SigmoidGrad(y=f, dy=d_c * c_tm1),
+        tf.raw_ops.TanhGrad(y=g, dy=d_c * i),
+        d_z_o,
+    )
+
+
+def _batch_sums(*grads: Any) -> tuple:
+    """Per-example weight gradients summed over the batch axis."""
+    return tuple(ops.sum(g, axis=0) for g in grads)
 
 
 def tape_update_grad(
@@ -208,7 +247,7 @@ class LSTMCell(keras.layers.Layer, DropoutRNNCell):
         return (read_variable(self.recurrent_kernel, dtype),)
 
     def step(self, z_x: Any, h_rec: Any, c_tm1: Any, weights: tuple) -> tuple:
-        """One recurrent step. Returns `(h, c, (i, f, o))`; `h_rec` is h[t-1] after dropout.
+        """One recurrent step. Returns `(h, c, (i, f, g, o))`; `h_rec` is h[t-1] after dropout.
 
         `z_x` comes from `project_inputs`, whole or split per gate (see `gate_preactivations`).
         """
@@ -220,36 +259,46 @@ class LSTMCell(keras.layers.Layer, DropoutRNNCell):
 
         Kept separate so the fused layers' backward pass can recompute it cheaply and
         batch the recurrent-kernel gradient into one matmul over all steps. `extra` is
-        `step_weights()[1:]`.
+        `step_weights()[1:]`. The gates are the post-activation (i, f, g, o).
         """
         z_i, z_f, z_c, z_o = gate_preactivations(z_x, z_h)
         i = self.recurrent_activation(z_i)
         f = self.recurrent_activation(z_f)
-        c = f * c_tm1 + i * self.activation(z_c)
+        g = self.activation(z_c)
+        c = f * c_tm1 + i * g
         o = self.recurrent_activation(z_o)
-        return o * self.activation(c), c, (i, f, o)
+        return o * self.activation(c), c, (i, f, g, o)
+
+    def update_for_grad(self, z_x: Any, z_h: Any, c_tm1: Any, extra: tuple) -> tuple:
+        """`update`, returning `(h, c, saved)`: what the BPTT loop stores for `update_grad`.
+
+        With tanh/sigmoid the four activated gates (separate buffers: under XLA, slicing
+        gates out of one row costs more than reading contiguous ones), so the backward
+        step needs no activation but tanh(c); otherwise `z_h`, to recompute `update`.
+        """
+        h, c, gates = self.update(z_x, z_h, c_tm1, extra)
+        return h, c, gates if self._standard_activations() else (z_h,)
+
+    @property
+    def saved_count(self) -> int:
+        """`len(saved)` of `update_for_grad`, for allocating the stores before the loop."""
+        return 4 if self._standard_activations() else 1
 
     def update_grad(
-        self, z_x: Any, z_h: Any, c_tm1: Any, extra: tuple, d_h: Any, d_c: Any
+        self, z_x: Any, saved: Any, c_tm1: Any, c: Any, extra: tuple, d_h: Any, d_c: Any
     ) -> tuple:
         """Back-propagates `d_h`, `d_c` through `update`: `(d_z_x, d_z_h, d_c_tm1, d_extra)`.
 
-        Hand-derived for tanh/sigmoid: a fraction of the ops autodiff would emit, which is
-        what the per-step cost of a CPU time loop is made of.
+        `saved` comes from `update_for_grad`, `c` is the step's new cell state. Hand-derived
+        for tanh/sigmoid: a fraction of the ops autodiff would emit, which is what the
+        per-step cost of a CPU time loop is made of.
         """
         if not self._standard_activations():
-            return tape_update_grad(self, z_x, z_h, c_tm1, extra, d_h, d_c)
-        z_i, z_f, z_c, z_o = gate_preactivations(z_x, z_h)
-        i, f, o, g = ops.sigmoid(z_i), ops.sigmoid(z_f), ops.sigmoid(z_o), ops.tanh(z_c)
-        tanh_c = ops.tanh(f * c_tm1 + i * g)
-        d_c = d_c + d_h * o * (1.0 - tanh_c * tanh_c)
-        d_z = (
-            d_c * g * i * (1.0 - i),
-            d_c * c_tm1 * f * (1.0 - f),
-            d_c * i * (1.0 - g * g),
-            d_h * tanh_c * o * (1.0 - o),
-        )
-        return (*_additive_grads(z_x, d_z), d_c * f, ())
+            return tape_update_grad(self, z_x, saved[0], c_tm1, extra, d_h, d_c)
+        gates = saved
+        d_z_o, d_c = _output_grads(gates[3], ops.tanh(c), d_h, d_c)
+        d_z = _gates_grad(gates, c_tm1, d_c, d_z_o)
+        return (*_additive_grads(z_x, d_z), d_c * gates[1], ())
 
     def _standard_activations(self) -> bool:
         return self.activation is activations.tanh and (
@@ -338,32 +387,24 @@ class PeepholeLSTMCell(LSTMCell):
         z_i, z_f, z_c, z_o = gate_preactivations(z_x, z_h)
         i = self.recurrent_activation(z_i + w_i * c_tm1)
         f = self.recurrent_activation(z_f + w_f * c_tm1)
-        c = f * c_tm1 + i * self.activation(z_c)
+        g = self.activation(z_c)
+        c = f * c_tm1 + i * g
         o = self.recurrent_activation(z_o + w_o * c)
-        return o * self.activation(c), c, (i, f, o)
+        return o * self.activation(c), c, (i, f, g, o)
 
     def update_grad(
-        self, z_x: Any, z_h: Any, c_tm1: Any, extra: tuple, d_h: Any, d_c: Any
+        self, z_x: Any, saved: Any, c_tm1: Any, c: Any, extra: tuple, d_h: Any, d_c: Any
     ) -> tuple:
         if not self._standard_activations():
-            return tape_update_grad(self, z_x, z_h, c_tm1, extra, d_h, d_c)
+            return tape_update_grad(self, z_x, saved[0], c_tm1, extra, d_h, d_c)
         w_i, w_f, w_o = extra
-        z_i, z_f, z_c, z_o = gate_preactivations(z_x, z_h)
-        i = ops.sigmoid(z_i + w_i * c_tm1)
-        f = ops.sigmoid(z_f + w_f * c_tm1)
-        g = ops.tanh(z_c)
-        c = f * c_tm1 + i * g
-        o = ops.sigmoid(z_o + w_o * c)
-        tanh_c = ops.tanh(c)
-        d_zo = d_h * tanh_c * o * (1.0 - o)
-        d_c = d_c + d_h * o * (1.0 - tanh_c * tanh_c) + d_zo * w_o
-        d_zi = d_c * g * i * (1.0 - i)
-        d_zf = d_c * c_tm1 * f * (1.0 - f)
-        d_z = (d_zi, d_zf, d_c * i * (1.0 - g * g), d_zo)
-        d_c_tm1 = d_c * f + d_zi * w_i + d_zf * w_f
-        d_extra = tuple(
-            ops.sum(d * v, axis=0) for d, v in ((d_zi, c_tm1), (d_zf, c_tm1), (d_zo, c))
-        )
+        gates = saved
+        d_zo, d_c = _output_grads(gates[3], ops.tanh(c), d_h, d_c)
+        d_c = d_c + d_zo * w_o  # the output gate also sees c[t]
+        d_z = _gates_grad(gates, c_tm1, d_c, d_zo)
+        d_zi, d_zf = d_z[:2]
+        d_c_tm1 = d_c * gates[1] + d_zi * w_i + d_zf * w_f
+        d_extra = _batch_sums(d_zi * c_tm1, d_zf * c_tm1, d_zo * c)
         return (*_additive_grads(z_x, d_z), d_c_tm1, d_extra)
 
     def get_config(self) -> dict:
@@ -442,20 +483,47 @@ class LayerNormLSTMCell(LSTMCell):
         )
 
     def update(self, z_x: Any, z_h: Any, c_tm1: Any, extra: tuple) -> tuple:
+        h, c, gates, _ = self._update_parts(z_x, z_h, c_tm1, extra)
+        return h, c, gates
+
+    def _update_parts(self, z_x: Any, z_h: Any, c_tm1: Any, extra: tuple) -> tuple:
+        """`update` plus the standardised tensors and their rstd, for `update_for_grad`."""
         r_gamma, r_beta, s_gamma, s_beta = extra
-        z_h = layer_norm(z_h, r_gamma, r_beta, self.norm_epsilon)
-        z_i, z_f, z_c, z_o = gate_preactivations(z_x, z_h)
+        zh_hat, zh_rstd = standardise(z_h, self.norm_epsilon)
+        z_i, z_f, z_c, z_o = gate_preactivations(z_x, zh_hat * r_gamma + r_beta)
         i = self.recurrent_activation(z_i)
         f = self.recurrent_activation(z_f)
-        c = f * c_tm1 + i * self.activation(z_c)
-        c = layer_norm(c, s_gamma, s_beta, self.norm_epsilon)
+        g = self.activation(z_c)
+        c_hat, c_rstd = standardise(f * c_tm1 + i * g, self.norm_epsilon)
+        c = c_hat * s_gamma + s_beta
         o = self.recurrent_activation(z_o)
-        return o * self.activation(c), c, (i, f, o)
+        return o * self.activation(c), c, (i, f, g, o), (zh_hat, zh_rstd, c_hat, c_rstd)
+
+    def update_for_grad(self, z_x: Any, z_h: Any, c_tm1: Any, extra: tuple) -> tuple:
+        # Storing the standardised tensors beats recomputing both norms in the backward loop.
+        if not self._standard_activations():
+            return super().update_for_grad(z_x, z_h, c_tm1, extra)
+        h, c, gates, norms = self._update_parts(z_x, z_h, c_tm1, extra)
+        return h, c, (*gates, *norms)
+
+    @property
+    def saved_count(self) -> int:
+        return 8 if self._standard_activations() else 1
 
     def update_grad(
-        self, z_x: Any, z_h: Any, c_tm1: Any, extra: tuple, d_h: Any, d_c: Any
+        self, z_x: Any, saved: Any, c_tm1: Any, c: Any, extra: tuple, d_h: Any, d_c: Any
     ) -> tuple:
-        return tape_update_grad(self, z_x, z_h, c_tm1, extra, d_h, d_c)
+        if not self._standard_activations():
+            return tape_update_grad(self, z_x, saved[0], c_tm1, extra, d_h, d_c)
+        r_gamma, _, s_gamma, _ = extra
+        gates, (zh_hat, zh_rstd, c_hat, c_rstd) = saved[:4], saved[4:]
+        # d_c is w.r.t. the normalised state; the gate maths sees the state before the norm.
+        d_zo, d_c_norm = _output_grads(gates[3], ops.tanh(c), d_h, d_c)
+        d_c_raw = standardise_grad(d_c_norm * s_gamma, c_hat, c_rstd)
+        d_z_x, d_z = _additive_grads(z_x, _gates_grad(gates, c_tm1, d_c_raw, d_zo))
+        d_z_h = standardise_grad(d_z * r_gamma, zh_hat, zh_rstd)
+        d_extra = _batch_sums(d_z * zh_hat, d_z, d_c_norm * c_hat, d_c_norm)
+        return d_z_x, d_z_h, d_c_raw * gates[1], d_extra
 
     def get_config(self) -> dict:
         return {

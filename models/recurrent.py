@@ -6,8 +6,12 @@ before a `tf.while_loop` that keeps one fused `[H, 4H]` matmul per step. In trai
 loop has a hand-written backward pass (`_recurrence_with_bptt`). They subclass
 `keras.layers.RNN`, so stateful mode, `initial_state`, masking, `Bidirectional` and
 serialisation behave exactly as in Keras. See `benchmarks/recurrent.py` for the measured
-speed: on a 2-core CPU with D=32 the hoisted `[T, B, 4H]` buffer costs about as much as
-it saves, so these layers are not faster than `keras.layers.LSTM` there.
+speed: on a 2-core CPU with D=32 the per-step `[B, H] @ [H, 4H]` matmuls already dominate
+`keras.layers.LSTM`'s time and the hoisted `[T, B, 4H]` buffer's memory traffic costs
+about what hoisting saves, so these layers run at 1.1-1.3x its time there, not faster.
+TensorFlow's fused `BlockLSTMV2` kernel (same i, f, c, o layout) is not used: on that CPU
+it was ~1.5x slower than this loop, and TF 2.21 registers the i, c, f, o (V1) gradient op
+for it, so its built-in gradients are wrong.
 """
 
 from __future__ import annotations
@@ -83,11 +87,11 @@ def _plain_recurrence(
 
     def step(z_t: Any, m_t: Any, h: Any, c: Any) -> tuple:
         h_rec = h if rec_mask is None else h * rec_mask
-        h_new, c_new, gates = cell.step(z_t, h_rec, c, weights)
+        h_new, c_new, (i, f, _, o) = cell.step(z_t, h_rec, c, weights)
         if m_t is not None:
             h_new = tf.where(m_t, h_new, h)
             c_new = tf.where(m_t, c_new, c)
-        values = ((h_new,) if keep else ()) + ((*gates, c_new) if collect_gates else ())
+        values = ((h_new,) if keep else ()) + ((i, f, o, c_new) if collect_gates else ())
         return h_new, c_new, values
 
     n_tracked = (1 if keep else 0) + (4 if collect_gates else 0)
@@ -134,14 +138,13 @@ def _recurrence_with_bptt(
 
     Autodiff of a while loop accumulates `d recurrent_kernel` with one matmul per step
     and pushes every intermediate on a stack. Here the forward pass stores only h, c and
-    `h @ recurrent_kernel`; the backward loop recomputes the element-wise part of each
-    step (`cell.update_grad`), does one `[B, 4H] @ [4H, H]` matmul per step, and the
-    recurrent-kernel gradient is one `[H, T*B] @ [T*B, 4H]` matmul after the loop.
+    what `cell.update_for_grad` returns per step (e.g. the activated gates); the
+    backward loop runs `cell.update_grad` on it, does one `[B, 4H] @ [4H, H]` matmul per
+    step, and the recurrent-kernel gradient is one `[H, T*B] @ [T*B, 4H]` matmul after.
     """
     steps = _steps(z_x)
     dtype = z_x.dtype
     units = h0.shape[-1]
-    xla = _in_xla_context()
 
     def masked(m_t: Any, new: Any, old: Any) -> Any:
         return new if m_t is None else tf.where(m_t, new, old)
@@ -156,19 +159,19 @@ def _recurrence_with_bptt(
         if mask is not None:
             m_ta = tf.TensorArray(tf.bool, size=steps, clear_after_read=False).unstack(mask)
 
-        def body(t: Any, h: Any, c: Any, hs: Any, cs: Any, zhs: tuple) -> tuple:
+        def body(t: Any, h: Any, c: Any, hs: Any, cs: Any, saved: tuple) -> tuple:
             m_t = None if m_ta is None else m_ta.read(t)
             z_h = tf.matmul(h if rec_mask is None else h * rec_mask, recurrent_kernel)
-            h_new, c_new, _ = cell.update(_read(z_tas, t), z_h, c, extra)
+            h_new, c_new, values = cell.update_for_grad(_read(z_tas, t), z_h, c, extra)
+            saved = tuple(ta.write(t, v) for ta, v in zip(saved, values))
             h_new, c_new = masked(m_t, h_new, h), masked(m_t, c_new, c)
-            parts = tf.split(z_h, 4, axis=-1) if xla else [z_h]
-            zhs = tuple(ta.write(t, v) for ta, v in zip(zhs, parts))
-            return t + 1, h_new, c_new, hs.write(t, h_new), cs.write(t, c_new), zhs
+            # cs holds c[t-1] at t, so the backward step reads its input state directly.
+            return t + 1, h_new, c_new, hs.write(t, h_new), cs.write(t, c), saved
 
-        _, h, c, hs_ta, cs_ta, zh_tas = tf.while_loop(
+        _, h, c, hs_ta, c_prev_ta, saved_tas = tf.while_loop(
             lambda t, *_: t < steps,
             body,
-            (tf.constant(0), h0, c0, *arrays(2), arrays(len(z_tas))),
+            (tf.constant(0), h0, c0, *arrays(2), arrays(cell.saved_count)),
             maximum_iterations=steps,
             parallel_iterations=32,
         )
@@ -182,17 +185,23 @@ def _recurrence_with_bptt(
             else:
                 d_h, d_c = d_outputs
 
-            def back(t: Any, dh: Any, dc: Any, dz_tas: tuple, d_extra: tuple) -> tuple:
-                s = steps - 1 - t
+            def back(s: Any, c_t: Any, dh: Any, dc: Any, dz_tas: tuple, d_extra: tuple) -> tuple:
                 if d_hs_ta is not None:
                     dh = dh + d_hs_ta.read(s)
-                c_tm1 = tf.where(s > 0, cs_ta.read(tf.maximum(s - 1, 0)), c0)
-                z_h = tf.concat([ta.read(s) for ta in zh_tas], axis=-1)
+                # On masked steps c_t is the carried state; the zero gradients ignore it.
+                c_tm1 = c_prev_ta.read(s)
                 m_t = None if m_ta is None else m_ta.read(s)
-                zeros = tf.zeros_like(dh)
-                dh_new, dc_new = masked(m_t, dh, zeros), masked(m_t, dc, zeros)
+                dh_new, dc_new = dh, dc
+                if m_t is not None:
+                    dh_new, dc_new = (tf.where(m_t, d, tf.zeros_like(d)) for d in (dh, dc))
                 dz_x, dz_h, dc_tm1, d_step = cell.update_grad(
-                    _read(z_tas, s), z_h, c_tm1, extra, dh_new, dc_new
+                    _read(z_tas, s),
+                    tuple(ta.read(s) for ta in saved_tas),
+                    c_tm1,
+                    c_t,
+                    extra,
+                    dh_new,
+                    dc_new,
                 )
                 dh_tm1 = tf.matmul(dz_h, recurrent_kernel, transpose_b=True)
                 if rec_mask is not None:
@@ -203,7 +212,8 @@ def _recurrence_with_bptt(
                 values = dz_x if isinstance(dz_x, tuple) else (dz_x,)
                 values += () if cell.additive_recurrence else (dz_h,)
                 return (
-                    t + 1,
+                    s - 1,
+                    c_tm1,
                     dh_tm1,
                     dc_tm1,
                     tuple(ta.write(s, v) for ta, v in zip(dz_tas, values)),
@@ -211,11 +221,12 @@ def _recurrence_with_bptt(
                 )
 
             n_stored = len(z_tas) + (0 if cell.additive_recurrence else 1)
-            _, dh0, dc0, dz_tas, d_extra = tf.while_loop(
-                lambda t, *_: t < steps,
+            _, _, dh0, dc0, dz_tas, d_extra = tf.while_loop(
+                lambda s, *_: s >= 0,
                 back,
                 (
-                    tf.constant(0),
+                    steps - 1,
+                    c,
                     d_h,
                     d_c,
                     arrays(n_stored),
