@@ -377,7 +377,12 @@ def test_mlflow_models_serve_scores_a_posted_window(trained):
             "-p",
             str(port),
         ],
-        env={**os.environ, "MLFLOW_TRACKING_URI": uri},
+        # mlflow starts `uvicorn` by name: the venv's bin must be on PATH even if not activated
+        env={
+            **os.environ,
+            "MLFLOW_TRACKING_URI": uri,
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        },
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
