@@ -251,11 +251,6 @@ def pad(sequences: Sequence[Sequence[int]], length: int | None = None) -> np.nda
     return out
 
 
-def padding_mask(ids: np.ndarray) -> np.ndarray:
-    """True where a token is real (not padding): the mask Keras derives from mask_zero."""
-    return np.asarray(ids) != PAD_ID
-
-
 def _frequent(
     layer: keras.layers.TextVectorization, texts: Sequence[str], min_count: int
 ) -> list[str]:

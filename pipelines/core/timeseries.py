@@ -170,15 +170,8 @@ class Standardizer:
     def transform(self, values: np.ndarray) -> np.ndarray:
         return ((values - self.mean) / self.std).astype(np.float32)
 
-    def inverse(self, values: np.ndarray) -> np.ndarray:
-        return values * self.std + self.mean
-
     def to_dict(self) -> dict[str, list[float]]:
         return {"mean": np.ravel(self.mean).tolist(), "std": np.ravel(self.std).tolist()}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, list[float]]) -> Standardizer:
-        return cls(np.asarray(d["mean"], np.float32), np.asarray(d["std"], np.float32))
 
 
 def windows(

@@ -46,7 +46,6 @@ VOWELS_TEST = PackagedFile(
     VOWELS_TRAIN.license,
 )
 FSDD_SPEAKERS = 6
-FSDD_TAKES = 50  # per speaker and digit
 
 
 def fsdd_arrays() -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:

@@ -15,7 +15,6 @@ from pipelines.core.text import (
     decode_utf8,
     encode_labels,
     pad,
-    padding_mask,
     read_labelled_csv,
     read_text,
     stratified_folds,
@@ -124,11 +123,10 @@ def test_char_vectorizer_keeps_case_spaces_and_newlines():
     np.testing.assert_array_equal(rebuilt(["not be"]), layer(["not be"]))
 
 
-def test_pad_and_mask():
+def test_pad_right_and_truncate():
     ids = pad([[5, 6, 7], [8]])
     np.testing.assert_array_equal(ids, [[5, 6, 7], [8, 0, 0]])
     np.testing.assert_array_equal(pad([[5, 6, 7]], length=2), [[5, 6]])
-    np.testing.assert_array_equal(padding_mask(ids), [[1, 1, 1], [1, 0, 0]])
 
 
 def test_text_dataset_batches_strings():
