@@ -269,7 +269,7 @@ def generate(
     """Caption ids ``[N, max_length]`` and attention ``[N, max_length, grid cells]``."""
     encoder, decoder = encoder_of(model), model.get_layer("decoder")
 
-    # A dynamic batch dimension: with a static one, beam search's loop shapes can disagree.
+    # A dynamic batch dimension: one trace serves every batch, the last partial one included.
     @tf.function(input_signature=[tf.TensorSpec((None, *images.shape[1:]), tf.float32)])
     @tf.autograph.experimental.do_not_convert  # the searches are tf.while_loops already
     def decode(batch):
