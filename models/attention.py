@@ -37,17 +37,17 @@ def _positive_int(value: int, name: str) -> int:
 def masked_softmax(scores: Any, mask: Any = None) -> Any:
     """Softmax over the last axis that puts exactly zero weight on masked steps.
 
-    Masked scores are replaced by a large finite negative (not ``-inf``) so
-    fully-masked rows do not produce NaNs; the final ``where`` makes the zeros
-    exact regardless of dtype.
+    Computed in float32 and cast back, so a half-precision policy still gets weights that sum
+    to one. Masked scores are replaced by a large finite negative (not ``-inf``) so
+    fully-masked rows do not produce NaNs; the final ``where`` makes the zeros exact.
     """
+    dtype = scores.dtype
+    scores = ops.cast(scores, "float32")
     if mask is None:
-        return ops.softmax(scores, axis=-1)
+        return ops.cast(ops.softmax(scores, axis=-1), dtype)
     mask = ops.cast(mask, "bool")
-    # 1e9 overflows float16; -3e4 is still far below any realistic score.
-    big = 1e9 if keras.backend.standardize_dtype(scores.dtype) != "float16" else 3e4
-    weights = ops.softmax(ops.where(mask, scores, ops.cast(-big, scores.dtype)), axis=-1)
-    return ops.where(mask, weights, ops.zeros_like(weights))
+    weights = ops.softmax(ops.where(mask, scores, -1e9), axis=-1)
+    return ops.cast(ops.where(mask, weights, 0.0), dtype)
 
 
 class _Attention(keras.layers.Layer):

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -35,3 +42,57 @@ def runs_of(uri: str, experiment: str) -> list[mlflow.entities.Run]:
     if found is None:
         return []
     return client.search_runs([found.experiment_id], order_by=["attributes.start_time DESC"])
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until_healthy(url: str, process: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"mlflow server exited with {process.returncode}")
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2):
+                return
+        except OSError:
+            time.sleep(1)
+    raise TimeoutError(f"mlflow server at {url} did not answer within {timeout} s")
+
+
+@contextlib.contextmanager
+def mlflow_server(root: Path) -> Iterator[str]:
+    """A real ``mlflow server`` on 127.0.0.1 (SQLite store and artifacts under ``root``)."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server"]
+        + f"--backend-store-uri sqlite:///{root / 'server.db'}".split()
+        + f"--default-artifact-root {root / 'artifacts'}".split()
+        + f"--host 127.0.0.1 --port {port} --workers 1".split(),
+        cwd=root,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_until_healthy(url, server)
+        yield url
+    finally:
+        server.kill()
+        server.wait(timeout=30)
+
+
+@contextlib.contextmanager
+def reaped() -> Iterator[dict[str, subprocess.Popen]]:
+    """A dict to hold started processes; any still alive at the end is killed."""
+    processes: dict[str, subprocess.Popen] = {}
+    try:
+        yield processes
+    finally:
+        for process in processes.values():
+            if process.poll() is None:
+                process.kill()
+                process.wait(timeout=30)

@@ -100,11 +100,16 @@ class RunOptions:
     resume: bool = option(False, "resume an interrupted run or search from --output")
     output: str = option("", "directory for plain-file results, checkpoints and tuner state")
     jit_compile: bool = option(False, "compile the model with XLA")
+    steps_per_execution: int = option(
+        1, "training batches per compiled call (amortises dispatch; 32 or more on a TPU)"
+    )
     log_model: bool = option(True, "log the trained model to MLflow")
 
     def validate(self) -> None:
-        if self.max_trials <= 0 or self.executions_per_trial <= 0:
-            raise ConfigError("--max-trials and --executions-per-trial must be positive")
+        if min(self.max_trials, self.executions_per_trial, self.steps_per_execution) <= 0:
+            raise ConfigError(
+                "--max-trials, --executions-per-trial and --steps-per-execution must be positive"
+            )
         if self.resume and not self.output:
             raise ConfigError("--resume needs --output (where the checkpoints are kept)")
 

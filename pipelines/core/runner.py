@@ -20,12 +20,13 @@ from typing import Any
 import keras
 import mlflow
 import numpy as np
+import tensorflow as tf
 
 from pipelines.core import tracking
 from pipelines.core.cli import build_parser, split_namespace
 from pipelines.core.config import RunOptions, TaskConfig
-from pipelines.core.errors import PipelineError
-from pipelines.core.strategy import is_chief, select_strategy
+from pipelines.core.errors import ConfigError, PipelineError
+from pipelines.core.strategy import is_chief, select_strategy, spans_workers
 from pipelines.core.task import Report, Splits, Task
 
 EXIT_BAD_INPUT = 2
@@ -73,6 +74,9 @@ def run(task: Task, cfg: TaskConfig, opts: RunOptions) -> Result:
     bad value leaves a FAILED run that says why, like any other bad input.
     """
     opts.validate()
+    if not (opts.tune or is_chief()):  # a multi-worker peer trains in lockstep; the chief logs
+        cfg.validate()
+        return train_and_evaluate(task, cfg, opts)
     tracking.connect(tracking.resolve_tracking_uri(opts.tracking_uri))
     tracking.use_experiment(opts.experiment or task.name)
     if opts.tune:
@@ -83,7 +87,7 @@ def run(task: Task, cfg: TaskConfig, opts: RunOptions) -> Result:
     run_id = _resumable_run_id(output) if opts.resume else None
     tags = {"task": task.name, "cell": cfg.cell, "data": cfg.data} | task.run_tags(cfg)
     with tracking.tracked_run(run_name(task, cfg, opts), tags, run_id=run_id) as active:
-        if output and is_chief():
+        if output:
             _remember_run_id(output, active.info.run_id)
         if run_id is None:
             tracking.log_params(cfg.to_params() | {"precision": opts.precision})
@@ -91,7 +95,7 @@ def run(task: Task, cfg: TaskConfig, opts: RunOptions) -> Result:
         cfg.validate()
         result = train_and_evaluate(task, cfg, opts)
         result.run_id = active.info.run_id
-        if output and is_chief():
+        if output:
             write_outputs(output, result)
     return result
 
@@ -120,8 +124,16 @@ def train_and_evaluate(
     with strategy.scope():
         model = task.build_model(cfg, splits)
     if opts.jit_compile:
+        if spans_workers(strategy) and not tf.config.list_logical_devices("GPU"):
+            raise ConfigError(
+                "--jit-compile with --strategy multiworker needs GPUs or TPUs "
+                "(XLA has no cross-worker collectives on CPU)"
+            )
         model.jit_compile = True
-    mlflow.log_param("parameter_count", model.count_params())
+    model.steps_per_execution = opts.steps_per_execution
+    chief = is_chief()
+    if chief:
+        mlflow.log_param("parameter_count", model.count_params())
     started = time.perf_counter()
     if merge_validation:
         merged = dataclasses.replace(splits, train=splits.train.concatenate(splits.validation))
@@ -129,13 +141,23 @@ def train_and_evaluate(
     else:
         history = fit(task, cfg, model, splits, opts)
     train_seconds = time.perf_counter() - started
+    if spans_workers(strategy):
+        model = _local_copy(task, cfg, splits, model)
     report = task.evaluate(model, splits, cfg)
     report.metrics.setdefault("train_seconds", train_seconds)
-    metrics = tracking.log_report(report)
-    if (opts.log_model if log_model is None else log_model) and is_chief():
+    metrics = tracking.log_report(report) if chief else tracking.report_metrics(report)
+    if (opts.log_model if log_model is None else log_model) and chief:
         tracking.log_keras_model(model, task.input_example(splits))
         task.log_serving_model(model, splits, cfg, report)
     return Result(model, report, history, metrics, train_seconds=train_seconds)
+
+
+def _local_copy(task: Task, cfg: TaskConfig, splits: Splits, model: keras.Model) -> keras.Model:
+    """The trained model outside the multi-worker strategy: every worker holds the same weights,
+    and evaluating or logging them must not wait on collectives the other workers never call."""
+    local = task.build_model(cfg, splits)  # outside the scope: the default strategy
+    local.set_weights(model.get_weights())
+    return local
 
 
 def fit(
@@ -171,7 +193,8 @@ def fit(
         backup = Path(opts.output) / "checkpoints"
         if not opts.resume:
             shutil.rmtree(backup, ignore_errors=True)
-        callbacks.append(keras.callbacks.BackupAndRestore(str(backup)))
+        # Two generations kept: a kill while one is being written leaves the other.
+        callbacks.append(keras.callbacks.BackupAndRestore(str(backup), double_checkpoint=True))
     history = model.fit(
         splits.train,
         validation_data=splits.validation if validation else None,
@@ -188,7 +211,8 @@ def fit(
 
 
 def write_outputs(output: Path, result: Result) -> None:
-    """Write tables and metrics as plain files, all or nothing (staged, then moved in place)."""
+    """Write tables, metrics, artifacts and texts as plain files, all or nothing (staged, then
+    moved in place)."""
     output.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=output, prefix=".staging-") as tmp:
         staging = Path(tmp)
@@ -197,6 +221,8 @@ def write_outputs(output: Path, result: Result) -> None:
         (staging / "metrics.json").write_text(json.dumps(result.metrics, indent=2) + "\n")
         for name, obj in result.report.artifacts.items():
             (staging / f"{name}.json").write_text(json.dumps(obj, indent=2) + "\n")
+        for name, text in result.report.texts.items():
+            (staging / name).write_text(text)
         for path in staging.iterdir():
             path.replace(output / path.name)
 

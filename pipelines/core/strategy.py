@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 
+import keras
 import tensorflow as tf
 
 from pipelines.core.errors import ConfigError
@@ -24,6 +25,7 @@ def select_strategy(name: str) -> tf.distribute.Strategy:
     if name == "multiworker":
         if not os.environ.get("TF_CONFIG"):
             raise ConfigError("--strategy multiworker needs TF_CONFIG describing the cluster")
+        _patch_keras_multiworker()
         return tf.distribute.MultiWorkerMirroredStrategy()
     if name == "tpu":
         try:
@@ -45,3 +47,50 @@ def is_chief() -> bool:
         and task.get("index", 0) == 0
         and "chief" not in config.get("cluster", {})
     )
+
+
+def spans_workers(strategy: tf.distribute.Strategy) -> bool:
+    """True when replicas may live in other processes, so a collective op needs every worker."""
+    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+
+
+def _patch_keras_multiworker() -> None:
+    """Work around keras-team/keras#20585 (Keras 3 ``fit`` fails under multi-worker training).
+
+    Two places in Keras' TensorFlow trainer assume one process:
+    - the model is built from a *cross-worker mean* of the first batch, a nested eager reduce
+      that MultiWorkerMirroredStrategy rejects (``PerReplica ... to a Tensor``); building needs
+      only shapes and dtypes, which this worker's own slice has;
+    - the per-step logs (scalars) are averaged over workers with ``axis=0``, invalid for a
+      scalar; the mean over replicas is ``axis=None``.
+    """
+    from keras.src.backend.tensorflow import trainer
+
+    if getattr(trainer, "patched_for_multiworker", False):
+        return
+    original_build = trainer.TensorFlowTrainer._maybe_symbolic_build
+    original_reduce = trainer.reduce_per_replica
+
+    def build(self, iterator=None, data_batch=None):
+        if iterator is not None and data_batch is None:
+            local = self.distribute_strategy.experimental_local_results
+            for _, _, batches in iterator:
+                data_batch = keras.tree.map_structure(lambda v: local(v)[0], next(batches))
+                break
+        return original_build(self, data_batch=data_batch)
+
+    def reduce_per_replica(values, strategy, reduction):
+        if reduction in ("auto", "mean") and spans_workers(strategy):
+            return keras.tree.map_structure(
+                lambda v: (
+                    strategy.reduce("MEAN", v, axis=None)
+                    if isinstance(v, tf.distribute.DistributedValues)
+                    else v
+                ),
+                values,
+            )
+        return original_reduce(values, strategy, reduction)
+
+    trainer.TensorFlowTrainer._maybe_symbolic_build = build
+    trainer.reduce_per_replica = reduce_per_replica
+    trainer.patched_for_multiworker = True

@@ -158,9 +158,14 @@ def metric_name(name: str) -> str:
     return name if name.startswith(("test_", "baseline_", "val_", "train_")) else f"test_{name}"
 
 
+def report_metrics(report: Report) -> dict[str, float]:
+    """The report's metrics under the names they are logged with."""
+    return {metric_name(k): float(v) for k, v in report.metrics.items()}
+
+
 def log_report(report: Report) -> dict[str, float]:
     """Log metrics (NaN dropped, with a tag saying so), figures as PNG, tables as CSV."""
-    metrics = {metric_name(k): float(v) for k, v in report.metrics.items()}
+    metrics = report_metrics(report)
     finite = {k: v for k, v in metrics.items() if np.isfinite(v)}
     mlflow.log_metrics(finite)
     undefined = sorted(set(metrics) - set(finite))

@@ -12,6 +12,7 @@ from models.attention import (
     BahdanauAttention,
     LuongAttention,
     make_attention,
+    masked_softmax,
 )
 
 CELLS = ["lstm", "peephole", "layernorm", "gru", "keras"]
@@ -272,3 +273,18 @@ def test_seq2seq_fit_and_keras_round_trip(tmp_path, cell, attention, jit_compile
         model.predict([source, target_in], verbose=0),
         reloaded.predict([source, target_in], verbose=0),
     )
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_masked_softmax_is_normalised_in_float32_under_half_precision(dtype) -> None:
+    """Weights stay a distribution (zero where masked) and keep the policy's dtype."""
+    scores = keras.ops.cast(np.linspace(-40.0, 40.0, 64, dtype="float32")[None], dtype)
+    mask = np.arange(64)[None] < 48
+    weights = masked_softmax(scores, mask)
+    scores = keras.ops.convert_to_numpy(keras.ops.cast(scores, "float32"))
+    expected = np.where(mask, np.exp(scores - scores[mask].max()), 0.0)
+    expected /= expected.sum()
+    assert keras.backend.standardize_dtype(weights.dtype) == dtype
+    got = keras.ops.convert_to_numpy(keras.ops.cast(weights, "float32"))
+    np.testing.assert_allclose(got, expected, atol=4e-3)
+    assert np.all(got[~mask] == 0.0)

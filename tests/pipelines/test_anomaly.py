@@ -241,8 +241,10 @@ BAD_INPUTS = {
     "zero window": (["--window", "0"], "--window must be positive"),
     "negative units": (["--units", "-3"], "--units must be positive"),
     "unreachable server": (["--tracking-uri", "http://127.0.0.1:9"], "unreachable"),
+    "zero steps per execution": (["--steps-per-execution", "0"], "--steps-per-execution must"),
 }
-NO_RUN = {"unreachable server"}  # every other mistake leaves a FAILED run saying why
+# Run options are checked before the store is touched; every other mistake leaves a FAILED run.
+NO_RUN = {"unreachable server", "zero steps per execution"}
 
 
 @pytest.mark.parametrize("case", sorted(BAD_INPUTS))

@@ -8,11 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import mlflow
@@ -22,7 +19,7 @@ import pytest
 from pipelines.anomaly.task import AnomalyConfig, AnomalyTask
 from pipelines.core import RunOptions, main, run
 from pipelines.core.tuning import TaskHyperModel
-from tests.conftest import runs_of
+from tests.conftest import free_port, mlflow_server, reaped, runs_of
 from tests.pipelines.test_anomaly import ecg_like_csv
 
 REPO = Path(__file__).parents[2]
@@ -183,43 +180,12 @@ def test_a_failing_trial_is_failed_and_the_search_completes(workdir, tracking_ur
     assert (workdir / "mlruns" / "tuner" / "anomaly" / "oracle.json").exists()
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_until_healthy(url: str, process: subprocess.Popen, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"mlflow server exited with {process.returncode}")
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2):
-                return
-        except OSError:
-            time.sleep(1)
-    raise TimeoutError(f"mlflow server at {url} did not answer within {timeout} s")
-
-
 @pytest.mark.slow
 def test_chief_and_two_workers_log_every_trial_once_to_one_server(tmp_path):
     """Loopback cluster: an MLflow server, a chief oracle and two workers as real processes."""
     data = ecg_like_csv(tmp_path / "series.csv")
-    port, oracle_port = free_port(), free_port()
-    uri = f"http://127.0.0.1:{port}"
-    store = f"--backend-store-uri sqlite:///{tmp_path / 'server.db'}"
-    artifacts = f"--default-artifact-root {tmp_path / 'artifacts'}"
-    server = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", *store.split(), *artifacts.split()]
-        + f"--host 127.0.0.1 --port {port} --workers 1".split(),
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    processes = {}
-    try:
-        wait_until_healthy(uri, server)
+    oracle_port = free_port()
+    with mlflow_server(tmp_path) as uri, reaped() as processes:
         # Created up front: three processes creating it at once race in MLflow (one loses with
         # RESOURCE_ALREADY_EXISTS); the race belongs to experiment creation, not to tuning.
         mlflow.MlflowClient(uri).create_experiment("anomaly")
@@ -252,11 +218,6 @@ def test_chief_and_two_workers_log_every_trial_once_to_one_server(tmp_path):
         assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parent.info.run_id}
         assert {c.data.tags["tuner_id"] for c in children} <= {"tuner0", "tuner1"}
         assert parent.info.run_id in outputs["chief"][0]
-    finally:
-        for process in [*processes.values(), server]:
-            if process.poll() is None:
-                process.kill()
-                process.wait(timeout=30)
 
 
 class BrokenAnomaly(ExplodingAnomaly):

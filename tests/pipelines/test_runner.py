@@ -1,0 +1,41 @@
+"""``--output`` files: every kind of report content lands as a plain file, all or nothing."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from pipelines.core.runner import Result, write_outputs
+from pipelines.core.task import Report
+
+
+def report_result(table: pd.DataFrame) -> Result:
+    report = Report(
+        metrics={"accuracy": 0.5},
+        tables={"predictions": table},
+        artifacts={"classes": {"names": ["neg", "pos"]}},
+        texts={"explanations.html": "<p>good</p>", "samples.txt": "To be"},
+    )
+    return Result(None, report, {}, {"test_accuracy": 0.5})
+
+
+def test_tables_metrics_artifacts_and_texts_are_written(tmp_path):
+    write_outputs(tmp_path, report_result(pd.DataFrame({"y": [1, 0]})))
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "classes.json", "explanations.html", "metrics.json", "predictions.csv", "samples.txt"
+    ]  # fmt: skip
+    assert (tmp_path / "explanations.html").read_text() == "<p>good</p>"
+    assert json.loads((tmp_path / "metrics.json").read_text()) == {"test_accuracy": 0.5}
+    assert pd.read_csv(tmp_path / "predictions.csv")["y"].tolist() == [1, 0]
+
+
+def test_a_failure_while_writing_leaves_no_file(tmp_path):
+    class Unwritable(pd.DataFrame):
+        def to_csv(self, *args, **kwargs):
+            raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        write_outputs(tmp_path, report_result(Unwritable({"y": [1]})))
+    assert list(tmp_path.iterdir()) == []
