@@ -3,6 +3,7 @@ resumed, two pipelines writing to one MLflow server at once, and a whole pipelin
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -15,11 +16,13 @@ import keras
 import mlflow
 import numpy as np
 import pytest
+import tensorflow as tf
 
-from pipelines.anomaly.task import AnomalyConfig, AnomalyTask
+from pipelines.anomaly.task import AnomalyTask
 from pipelines.core import RunOptions, run
 from tests.conftest import free_port, mlflow_server, reaped, runs_of
 from tests.pipelines.test_anomaly import ecg_like_csv
+from tests.pipelines.test_tuning import tiny_config
 
 REPO = Path(__file__).parents[2]
 TINY = "--time-column timestamp --label-column label --units 8 --window 32 --batch-size 32"
@@ -27,14 +30,14 @@ FORECAST_TINY = "--time-column timestamp --target-column value --horizon 6 --win
 
 # One worker of a two-worker cluster: runs the anomaly pipeline, saves its final weights.
 WORKER = """
-import sys
+import dataclasses, sys
 import numpy as np
-from pipelines.anomaly.task import AnomalyConfig, AnomalyTask
+from pipelines.anomaly.task import AnomalyTask
 from pipelines.core import RunOptions, run
+from tests.pipelines.test_tuning import tiny_config
 
 data, uri, output, weights = sys.argv[1:]
-cfg = AnomalyConfig(data=data, time_column="timestamp", label_column="label", epochs=2,
-                    units=8, window=32, stride=8, batch_size=32, seed=4)
+cfg = dataclasses.replace(tiny_config(data), epochs=2)
 opts = RunOptions(strategy="multiworker", tracking_uri=uri, output=output)
 result = run(AnomalyTask(), cfg, opts)
 np.savez(weights, *result.model.get_weights())
@@ -179,10 +182,7 @@ def test_two_pipelines_logging_at_once_to_one_server_lose_no_run_and_no_metric(t
 
 def test_a_whole_pipeline_trains_and_evaluates_under_mixed_bfloat16(workdir, tracking_uri):
     data = ecg_like_csv(workdir / "series.csv")
-    cfg = AnomalyConfig(
-        data=str(data), time_column="timestamp", label_column="label", epochs=2, units=8,
-        window=32, stride=8, batch_size=32, seed=4,
-    )  # fmt: skip
+    cfg = dataclasses.replace(tiny_config(data), epochs=2)
     opts = RunOptions(precision="mixed_bfloat16", tracking_uri=tracking_uri)
     try:
         result = run(AnomalyTask(), cfg, opts)
@@ -196,3 +196,14 @@ def test_a_whole_pipeline_trains_and_evaluates_under_mixed_bfloat16(workdir, tra
     logged = mlflow.MlflowClient(tracking_uri).get_run(result.run_id)
     assert logged.data.params["precision"] == "mixed_bfloat16"
     assert np.isfinite(logged.data.metrics["test_roc_auc"])
+
+
+def test_mirrored_strategy_holds_every_variable_and_trains_with_xla(workdir, tracking_uri):
+    data = ecg_like_csv(workdir / "series.csv")
+    cfg = dataclasses.replace(tiny_config(data), epochs=2)
+    opts = RunOptions(strategy="mirrored", jit_compile=True, tracking_uri=tracking_uri)
+    result = run(AnomalyTask(), cfg, opts)
+    assert result.model.jit_compile and result.model.weights
+    assert all(isinstance(w.value, tf.distribute.DistributedValues) for w in result.model.weights)
+    assert result.history["loss"][-1] < result.history["loss"][0]
+    assert np.isfinite(result.metrics["test_roc_auc"])
