@@ -33,6 +33,7 @@ from pipelines.core import (
     Splits,
     Task,
     TaskConfig,
+    new_default,
     option,
 )
 from pipelines.core.plotting import figure
@@ -69,9 +70,8 @@ class AnomalyConfig(TaskConfig):
     label_column: str = option("", "CSV 0/1 anomaly label column")
     labels: str = option("", "NAB combined_windows.json giving this CSV's anomaly windows")
     fill_missing: bool = option(False, "interpolate NaN/inf values instead of refusing them")
-    units: int = option(64, "units per recurrent layer")
-    epochs: int = option(30, "maximum training epochs (early stopping may end sooner)")
-    patience: int = option(4, "early-stopping patience in epochs (0 disables it)")
+    epochs: int = new_default("epochs", 30)
+    patience: int = new_default("patience", 4)
 
     def validate(self) -> None:
         super().validate()

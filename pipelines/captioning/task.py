@@ -46,6 +46,7 @@ from pipelines.core import (
     Splits,
     Task,
     TaskConfig,
+    new_default,
     option,
 )
 from pipelines.core.plotting import figure
@@ -84,9 +85,9 @@ class CaptioningConfig(TaskConfig):
     max_tokens: int = option(24, "longest caption in words; longer ones are cut")
     min_count: int = option(1, "words seen fewer times in training captions become <unk>")
     beam_width: int = option(1, "beam width at inference (1 = greedy)")
-    learning_rate: float = option(2e-3, "Adam(W) learning rate")
-    epochs: int = option(10, "maximum training epochs (early stopping may end sooner)")
-    patience: int = option(3, "early-stopping patience in epochs (0 disables it)")
+    learning_rate: float = new_default("learning_rate", 2e-3)
+    epochs: int = new_default("epochs", 10)
+    patience: int = new_default("patience", 3)
 
     def validate(self) -> None:
         super().validate()

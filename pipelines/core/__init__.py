@@ -1,6 +1,6 @@
 """Shared machinery of every pipeline: the Task contract, CLI, runner, tracking, data utilities."""
 
-from pipelines.core.config import RunOptions, TaskConfig, option
+from pipelines.core.config import RunOptions, TaskConfig, new_default, option
 from pipelines.core.errors import ConfigError, DataError, PipelineError, TrackingError
 from pipelines.core.runner import main, run
 from pipelines.core.task import Report, SearchSpace, Splits, Task
@@ -17,6 +17,7 @@ __all__ = [
     "TaskConfig",
     "TrackingError",
     "main",
+    "new_default",
     "option",
     "run",
 ]

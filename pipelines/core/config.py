@@ -78,6 +78,12 @@ class TaskConfig:
         return dataclasses.asdict(self)
 
 
+def new_default(name: str, value: Any) -> Any:
+    """A :class:`TaskConfig` field with a task's own default; help text and choices stay."""
+    base = TaskConfig.__dataclass_fields__[name]
+    return option(value, base.metadata["help"], base.metadata["choices"])
+
+
 @dataclass
 class RunOptions:
     """How to run (not what to learn): tracking, tuning, distribution, outputs."""

@@ -30,6 +30,7 @@ from pipelines.core import (
     Splits,
     Task,
     TaskConfig,
+    new_default,
     option,
 )
 from pipelines.core.plotting import figure
@@ -65,10 +66,10 @@ class ForecastConfig(TaskConfig):
     backtest: int = option(0, "forecast origins spread over the test part (0: every step)")
     validation_fraction: float = option(0.1, "share of the series for early stopping")
     test_fraction: float = option(0.2, "share of the series held out for evaluation")
-    units: int = option(32, "units per recurrent layer")
-    learning_rate: float = option(3e-3, "Adam(W) learning rate")
-    epochs: int = option(12, "maximum training epochs (early stopping may end sooner)")
-    patience: int = option(3, "early-stopping patience in epochs (0 disables it)")
+    units: int = new_default("units", 32)
+    learning_rate: float = new_default("learning_rate", 3e-3)
+    epochs: int = new_default("epochs", 12)
+    patience: int = new_default("patience", 3)
 
     def validate(self) -> None:
         super().validate()
