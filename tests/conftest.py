@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -76,12 +77,13 @@ def mlflow_server(root: Path) -> Iterator[str]:
         cwd=root,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        start_new_session=True,  # its uvicorn and job workers die with it
     )
     try:
         wait_until_healthy(url, server)
         yield url
     finally:
-        server.kill()
+        os.killpg(server.pid, signal.SIGKILL)
         server.wait(timeout=30)
 
 

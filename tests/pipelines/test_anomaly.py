@@ -354,6 +354,7 @@ def test_export_of_an_unknown_run_is_one_error_line(trained, tmp_path, capsys):
 def test_mlflow_models_serve_scores_a_posted_window(trained):
     """`mlflow models serve` on the run's scorer answers a POSTed window over HTTP."""
     import os
+    import signal
     import socket
     import time
     import urllib.request
@@ -387,6 +388,7 @@ def test_mlflow_models_serve_scores_a_posted_window(trained):
         },
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        start_new_session=True,  # its uvicorn workers die with it
     )
     try:
         deadline = time.time() + 180
@@ -406,7 +408,7 @@ def test_mlflow_models_serve_scores_a_posted_window(trained):
         )
         answer = json.loads(urllib.request.urlopen(request, timeout=60).read())["predictions"]
     finally:
-        server.terminate()
+        os.killpg(server.pid, signal.SIGKILL)
         server.wait(timeout=30)
     expected = score_series(result.model, values, "forecaster", cfg.window, cfg.smoothing)
     np.testing.assert_allclose([row["score"] for row in answer], expected, rtol=1e-4, atol=1e-5)
