@@ -426,6 +426,12 @@ class LayerNormLSTMCell(LSTMCell):
 
     Args: those of `LSTMCell`, plus `norm_gamma_initializer`, `norm_beta_initializer` and
     `norm_epsilon` (1e-3, the TFA default).
+
+    One departure from TFA: biases start at small random values (`bias_initializer` default
+    `RandomNormal(stddev=0.1)`, forget bias +1 on top), not zeros. With zero biases, an input
+    sequence that is all zeros (a dropped single feature, zero padding) gives every unit the
+    same state, the norms sit at zero variance where their Jacobian is 1/sqrt(epsilon) per
+    step, and the first updates overflow the gradient to NaN; distinct biases avoid that point.
     """
 
     _NORMS = (("kernel_norm", 4), ("recurrent_norm", 4), ("state_norm", 1))
@@ -437,9 +443,12 @@ class LayerNormLSTMCell(LSTMCell):
         norm_gamma_initializer: Any = "ones",
         norm_beta_initializer: Any = "zeros",
         norm_epsilon: float = 1e-3,
+        bias_initializer: Any = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__(units, **kwargs)
+        if bias_initializer is None:
+            bias_initializer = initializers.RandomNormal(stddev=0.1)
+        super().__init__(units, bias_initializer=bias_initializer, **kwargs)
         self.norm_gamma_initializer = initializers.get(norm_gamma_initializer)
         self.norm_beta_initializer = initializers.get(norm_beta_initializer)
         self.norm_epsilon = norm_epsilon

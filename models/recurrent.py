@@ -469,7 +469,8 @@ class PeepholeLSTM(_FusedLSTM):
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class LayerNormLSTM(_FusedLSTM):
-    """Sequence layer over `LayerNormLSTMCell` (TFA semantics); `LSTM` args plus norm args."""
+    """Sequence layer over `LayerNormLSTMCell` (TFA semantics, small random initial biases);
+    `LSTM` args plus norm args."""
 
     cell_class = LayerNormLSTMCell
     extra_cell_args = ("norm_gamma_initializer", "norm_beta_initializer", "norm_epsilon")
@@ -480,6 +481,7 @@ class LayerNormLSTM(_FusedLSTM):
         norm_gamma_initializer: Any = "ones",
         norm_beta_initializer: Any = "zeros",
         norm_epsilon: float = 1e-3,
+        bias_initializer: Any = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(
@@ -487,6 +489,7 @@ class LayerNormLSTM(_FusedLSTM):
             norm_gamma_initializer=norm_gamma_initializer,
             norm_beta_initializer=norm_beta_initializer,
             norm_epsilon=norm_epsilon,
+            bias_initializer=bias_initializer,  # None: the cell's symmetry-breaking default
             **kwargs,
         )
 

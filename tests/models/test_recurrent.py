@@ -412,3 +412,18 @@ def test_bad_arguments(cls) -> None:
             cls(H, **rates)
     with pytest.raises(ValueError, match="expected ndim=3, found ndim=2"):
         cls(H)(_inputs()[:, 0])
+
+
+def test_layernorm_trains_with_input_dropout_on_one_feature() -> None:
+    """Dropping the only feature zeroes whole sequences. With TFA's zero biases every unit then
+    shares one state, the norms sit at zero variance and this fit is NaN from the first epoch
+    (``bias_initializer="zeros"``); the default symmetry-breaking biases train normally."""
+    keras.utils.set_random_seed(2)
+    series = np.sin(2 * np.pi * np.arange(4200, dtype="float32") / 40)[:, None]
+    x = np.stack([series[i : i + 64] for i in range(0, 4096, 8)])
+    y = np.stack([series[i + 1 : i + 65] for i in range(0, 4096, 8)])
+    layer = LayerNormLSTM(16, return_sequences=True, dropout=0.3)
+    model = keras.Sequential([keras.Input((None, 1)), layer, keras.layers.Dense(1)])
+    model.compile(keras.optimizers.Adam(1e-3, global_clipnorm=1.0), "mse")
+    losses = model.fit(x, y, epochs=2, batch_size=32, verbose=0).history["loss"]
+    assert np.isfinite(losses).all() and losses[-1] < 0.75 * losses[0]
