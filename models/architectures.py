@@ -554,9 +554,13 @@ def language_model(
     embedding_dim: int = 64,
     dropout: float = 0.0,
     recurrent_dropout: float = 0.0,
+    output_dropout: float = 0.0,
     stateful: bool = False,
 ) -> keras.Model:
     """Next-token model over ids: embedding, stacked recurrent layers, logits per step.
+
+    ``dropout`` drops the inputs of every recurrent layer, ``output_dropout`` the last layer's
+    outputs before the logits: on a small corpus both are needed to stop memorising.
 
     Built with ``stateful=True`` it takes one sequence (batch 1) and carries its state from
     call to call, so generation feeds one token per step after copying a trained model's
@@ -574,6 +578,7 @@ def language_model(
             recurrent_dropout=recurrent_dropout,
             name=f"recurrent_{i}",
         )(x)
+    x = keras.layers.Dropout(output_dropout, name="output_dropout")(x)
     logits = keras.layers.Dense(vocab_size, name="logits", dtype="float32")(x)
     return keras.Model(ids, logits, name="language_model")
 

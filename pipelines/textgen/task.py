@@ -29,6 +29,7 @@ from pipelines.core import (
     Splits,
     Task,
     TaskConfig,
+    new_default,
     option,
     tracking,
 )
@@ -49,6 +50,7 @@ from pipelines.textgen.ngram import KneserNey
 from pipelines.textgen.sampling import sample
 
 LEVELS = ("char", "word")
+SCHEDULES = ("cosine", "constant")
 VOCABULARY_ARTIFACT = "vocabulary"
 _WORD = re.compile(r"[\w']+|[^\w\s]")
 _SPACE_BEFORE_PUNCT = re.compile(r" ([,.:;!?')])")
@@ -68,12 +70,15 @@ class TextgenConfig(TaskConfig):
         0.1, "share of the text, before the test part, for early stopping"
     )
     test_fraction: float = option(0.1, "share at the end of the text held out for the metrics")
-    units: int = option(128, "units per recurrent layer")
-    layers: int = option(2, "number of stacked recurrent layers")
-    learning_rate: float = option(3e-3, "Adam(W) learning rate")
-    epochs: int = option(8, "maximum training epochs (early stopping may end sooner)")
+    units: int = new_default("units", 128)
+    layers: int = new_default("layers", 2)
+    dropout: float = option(0.2, "dropout on the inputs of every recurrent layer")
+    output_dropout: float = option(0.2, "dropout on the last recurrent layer's outputs")
+    learning_rate: float = option(4e-3, "peak Adam(W) learning rate")
+    lr_schedule: str = option("cosine", "learning-rate schedule over the epochs", choices=SCHEDULES)
+    epochs: int = new_default("epochs", 30)
     batch_size: int = option(32, "training batch size (small: more updates per epoch)")
-    patience: int = option(2, "early-stopping patience in epochs (0 disables it)")
+    patience: int = new_default("patience", 4)
     temperature: float = option(0.8, "sampling temperature for --generate (0 = argmax)")
     top_k: int = option(0, "sample among the k likeliest tokens (0 = all)")
     top_p: float = option(1.0, "sample from the smallest set with this probability (1 = all)")
@@ -89,6 +94,7 @@ class TextgenConfig(TaskConfig):
         self.require_positive("seq_length", "stride", "embedding_dim", "max_tokens",
                               "ngram_order", "length")  # fmt: skip
         self.require_split()
+        self.require_rate("output_dropout")
         if self.temperature < 0 or self.top_k < 0 or not 0 < self.top_p <= 1:
             raise ConfigError("need --temperature >= 0, --top-k >= 0 and 0 < --top-p <= 1")
 
@@ -179,10 +185,13 @@ class TextgenTask(Task):
             layers=space.int("layers", 1, 3),
             embedding_dim=space.choice("embedding_dim", (32, 64, 128)),
             dropout=space.float("dropout", 0.0, 0.3, step=0.1),
+            recurrent_dropout=space.float("recurrent_dropout", 0.0, 0.3, step=0.1),
+            output_dropout=space.float("output_dropout", 0.0, 0.3, step=0.1),
         )
+        learning_rate = space.float("learning_rate", 1e-3, 1e-2, sampling="log")
         model.compile(
             optimizer=make_optimizer(
-                space.float("learning_rate", 1e-3, 1e-2, sampling="log"), cfg.weight_decay
+                learning_schedule(learning_rate, cfg, splits.train), cfg.weight_decay
             ),
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         )
@@ -208,6 +217,17 @@ class TextgenTask(Task):
             },
             texts={"samples.txt": _samples_text(prompt, samples)},
         )
+
+
+def learning_schedule(
+    learning_rate: float, cfg: TextgenConfig, train: tf.data.Dataset
+) -> float | keras.optimizers.schedules.LearningRateSchedule:
+    """Cosine decay to 5 % over all ``cfg.epochs``: the late small steps are where a small
+    corpus's validation loss keeps improving after a constant rate has stalled."""
+    if cfg.lr_schedule == "constant":
+        return learning_rate
+    steps = int(train.cardinality()) * cfg.epochs
+    return keras.optimizers.schedules.CosineDecay(learning_rate, steps, alpha=0.05)
 
 
 def _windows(

@@ -38,6 +38,7 @@ from pipelines.core import (
     Splits,
     Task,
     TaskConfig,
+    new_default,
     option,
 )
 from pipelines.core.plotting import figure
@@ -74,9 +75,9 @@ class TranslateConfig(TaskConfig):
     embedding_dim: int = option(64, "token embedding size (both languages)")
     dropout: float = option(0.1, "dropout on embeddings and decoder outputs")
     beam_width: int = option(1, "beam width at inference (1 = greedy)")
-    learning_rate: float = option(4e-3, "Adam(W) learning rate")
-    epochs: int = option(6, "maximum training epochs (early stopping may end sooner)")
-    patience: int = option(2, "early-stopping patience in epochs (0 disables it)")
+    learning_rate: float = new_default("learning_rate", 4e-3)
+    epochs: int = new_default("epochs", 14)
+    patience: int = new_default("patience", 3)
     translate: str = option("", "translate this English sentence with --model-uri and exit")
     model_uri: str = option("", "logged model for --translate: runs:/<run id>/model")
 

@@ -8,12 +8,13 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from models.architectures import language_model, stateful_twin
 from pipelines.core import RunOptions, main, run
 from pipelines.textgen.ngram import KneserNey
 from pipelines.textgen.sampling import next_token_distribution, sample
-from pipelines.textgen.task import TextgenConfig, TextgenTask
+from pipelines.textgen.task import TextgenConfig, TextgenTask, learning_schedule
 from tests.conftest import runs_of
 
 
@@ -194,3 +195,19 @@ def test_bad_text_is_one_line_exit_2_and_a_failed_run(case, workdir, tracking_ur
 def test_generate_needs_a_model_uri(capsys):
     assert cli(["--generate", "to be"]) == 2
     assert "--generate needs --model-uri" in capsys.readouterr().err
+
+
+def test_cosine_schedule_decays_to_five_percent_by_the_last_epoch():
+    train = tf.data.Dataset.range(10).batch(2)  # 5 steps per epoch
+    cfg = TextgenConfig(epochs=3, learning_rate=1e-2)
+    schedule = learning_schedule(cfg.learning_rate, cfg, train)
+    assert float(schedule(0)) == pytest.approx(1e-2)
+    assert float(schedule(7)) < 1e-2
+    assert float(schedule(15)) == pytest.approx(5e-4)
+    constant = TextgenConfig(lr_schedule="constant")
+    assert learning_schedule(1e-2, constant, train) == 1e-2
+
+
+def test_output_dropout_out_of_range_is_one_error(capsys):
+    assert cli(["--output-dropout", "1.0"]) == 2
+    assert "--output-dropout must be in [0, 1)" in capsys.readouterr().err
