@@ -35,11 +35,13 @@ from pipelines.core import (
     Splits,
     Task,
     TaskConfig,
+    new_default,
     option,
 )
 from pipelines.core.plotting import figure
 from pipelines.core.training import make_optimizer
 from pipelines.speech import features
+from pipelines.speech.augment import NO_AUGMENTATION, Augmentation, augmented
 from pipelines.speech.corpora import BUILTIN, load_corpus
 from pipelines.speech.utterances import (
     DIGITS,
@@ -54,6 +56,7 @@ from pipelines.speech.utterances import (
 MODES = ("ctc", "isolated")
 SPLITS = ("random", "speaker")
 NORMALIZATIONS = ("auto", "utterance", "global")
+SWITCHES = ("auto", "on", "off")
 PARTS = ("train", "validation", "test")
 
 
@@ -78,6 +81,19 @@ class SpeechConfig(TaskConfig):
         "(per utterance unless the classes are speakers, whose voice CMVN would remove)",
         NORMALIZATIONS,
     )
+    augment: str = option(
+        "auto",
+        "perturb training utterances like a new voice would (VTLP, speed, SpecAugment masks; "
+        "never validation or test data): on, off, or auto (on for ctc, where it lowers WER; "
+        "off for isolated words, where it did not raise held-out-speaker accuracy)",
+        SWITCHES,
+    )
+    vtlp: float = option(0.1, "largest vocal-tract-length warp |alpha - 1| (0 disables)")
+    speed: float = option(0.1, "largest speed perturbation |factor - 1| (0 disables)")
+    time_masks: int = option(2, "SpecAugment time masks per training utterance")
+    time_mask_width: int = option(3, "longest time mask, in frames")
+    coefficient_masks: int = option(1, "SpecAugment masks over cepstral coefficients")
+    coefficient_mask_width: int = option(2, "widest coefficient mask, in coefficients")
     beam_width: int = option(8, "beam width of the CTC beam-search decoder")
     conv_filters: int = option(64, "filters of the Conv1D front-end (ctc)")
     conv_kernel: int = option(5, "kernel width of the Conv1D front-end, in frames (ctc)")
@@ -86,17 +102,22 @@ class SpeechConfig(TaskConfig):
     test_fraction: float = option(0.1, "share of recordings held out by --split random")
     units: int = option(96, "units per recurrent layer (each direction)")
     layers: int = option(2, "number of stacked bidirectional recurrent layers")
-    dropout: float = option(0.1, "input dropout of the recurrent layers")
-    learning_rate: float = option(3e-3, "Adam(W) learning rate")
-    epochs: int = option(25, "maximum training epochs (early stopping may end sooner)")
-    batch_size: int = option(32, "training batch size")
-    patience: int = option(4, "early-stopping patience in epochs (0 disables it)")
+    dropout: float = new_default("dropout", 0.1)
+    learning_rate: float = new_default("learning_rate", 3e-3)
+    epochs: int = new_default("epochs", 25)
+    batch_size: int = new_default("batch_size", 32)
+    patience: int = new_default("patience", 4)
 
     def validate(self) -> None:
         super().validate()
         self.require_positive("utterances", "max_digits", "beam_width", "conv_filters",
                               "conv_kernel")  # fmt: skip
-        self.require_non_negative("max_gap", "noise")
+        self.require_non_negative("max_gap", "noise", "time_masks", "time_mask_width",
+                                  "coefficient_masks", "coefficient_mask_width")  # fmt: skip
+        if not (0 <= self.vtlp < 1 and 0 <= self.speed < 1):
+            raise ConfigError(
+                f"--vtlp and --speed must be in [0, 1), got {self.vtlp}, {self.speed}"
+            )
         self.require_split()
         if self.conv_stride not in (1, 2, 3):
             raise ConfigError(f"--conv-stride must be 1, 2 or 3, got {self.conv_stride}")
@@ -137,10 +158,8 @@ class SpeechTask(Task):
             "speakers": {p: sorted(set(examples[p].speakers.tolist())) for p in PARTS},
             "speaker_classes": cfg.mode == "isolated" and corpus.labels == corpus.speakers.tolist(),
         }
-        datasets = {
-            p: batched(examples[p], cfg, info["classes"], cfg.seed if p == "train" else None)
-            for p in PARTS
-        }
+        training = {"train": augmentation(cfg, info)}
+        datasets = {p: batched(examples[p], cfg, info["classes"], training.get(p)) for p in PARTS}
         return Splits(datasets["train"], datasets["validation"], datasets["test"], info)
 
     @staticmethod
@@ -273,10 +292,33 @@ def encode(label: str, classes: list[str], mode: str) -> np.ndarray:
     return np.array(classes.index(label), np.int32)
 
 
+def augmentation(cfg: SpeechConfig, info: dict) -> Augmentation:
+    """The training perturbation (see --augment); never when the classes are speakers (a
+    perturbed voice would be a different class)."""
+    wanted = cfg.augment == "on" or (cfg.augment == "auto" and cfg.mode == "ctc")
+    if not wanted or info["speaker_classes"]:
+        return NO_AUGMENTATION
+    return Augmentation(
+        cfg.vtlp,
+        cfg.speed,
+        cfg.time_masks,
+        cfg.time_mask_width,
+        cfg.coefficient_masks,
+        cfg.coefficient_mask_width,
+    )
+
+
 def batched(
-    examples: Utterances, cfg: SpeechConfig, classes: list[str], shuffle_seed: int | None
+    examples: Utterances,
+    cfg: SpeechConfig,
+    classes: list[str],
+    training: Augmentation | None = None,
 ) -> tf.data.Dataset:
-    """Zero-padded batches of ``(frames, targets)``; CTC targets padded with the blank."""
+    """Zero-padded batches of ``(frames, targets)``; CTC targets padded with the blank.
+
+    With ``training`` (given for the training split only) the data are reshuffled every epoch
+    and augmented after the cache, so each epoch sees new perturbations; other splits stay as
+    recorded."""
     targets = [encode(label, classes, cfg.mode) for label in examples.labels]
     frames = tf.RaggedTensor.from_row_lengths(
         np.concatenate(examples.frames), [len(f) for f in examples.frames]
@@ -288,8 +330,9 @@ def batched(
     else:
         labels = tf.constant(np.stack(targets))
     dataset = tf.data.Dataset.from_tensor_slices((frames, labels)).map(_dense).cache()
-    if shuffle_seed is not None:
-        dataset = dataset.shuffle(len(examples), seed=shuffle_seed, reshuffle_each_iteration=True)
+    if training is not None:
+        dataset = dataset.shuffle(len(examples), seed=cfg.seed, reshuffle_each_iteration=True)
+        dataset = augmented(dataset, training, cfg.seed)
     return dataset.padded_batch(cfg.batch_size).prefetch(tf.data.AUTOTUNE)
 
 

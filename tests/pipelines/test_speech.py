@@ -10,17 +10,19 @@ import numpy as np
 import pytest
 
 from pipelines.core import DataError, RunOptions, main, run
-from pipelines.speech import features
+from pipelines.speech import augment, features
 from pipelines.speech.corpora import load_corpus, read_folder
 from pipelines.speech.task import (
     SpeechConfig,
     SpeechTask,
     aligned_confusion,
+    augmentation,
+    batched,
     ctc_transcripts,
     predict_frames,
     transcript_errors,
 )
-from pipelines.speech.utterances import Corpus, connected_utterances, split_speaker
+from pipelines.speech.utterances import Corpus, Utterances, connected_utterances, split_speaker
 from tests.conftest import runs_of
 
 TINY = dict(epochs=1, units=8, layers=1, utterances=48, conv_filters=8, batch_size=32)
@@ -260,6 +262,113 @@ def test_speaker_split_has_no_speaker_overlap():
     rest = set(corpus.speakers[np.concatenate([parts["train"], parts["validation"]])])
     assert test == {"s2"} and "s2" not in rest
     assert sorted(np.concatenate(list(parts.values()))) == list(range(len(corpus)))
+
+
+def _log_mel_bump(centre_hz: float) -> np.ndarray:
+    """A log-mel spectrum with one formant-like bump, as 128 bands."""
+    hz = augment._band_centres_hz()
+    spectrum = 20.0 * np.exp(-0.5 * ((hz - centre_hz) / 150.0) ** 2) - 50.0
+    return np.where(hz > augment.SIGNAL_HZ, -80.0, spectrum).astype(np.float32)
+
+
+def test_vtlp_with_alpha_one_is_the_identity():
+    np.testing.assert_allclose(augment.vtlp_matrix(1.0).numpy(), np.eye(13), atol=1e-5)
+
+
+@pytest.mark.parametrize("alpha", [0.9, 1.1])
+def test_vtlp_moves_a_formant_by_alpha(alpha):
+    hz = augment._band_centres_hz()
+    mfcc = augment._DCT.numpy() @ _log_mel_bump(1000.0)
+    warped = augment.vtlp_matrix(alpha).numpy() @ mfcc
+    smooth = augment._DCT.numpy().T @ warped  # the 13-coefficient envelope, back in bands
+    peak = hz[np.argmax(np.where(hz < 3500, smooth, -np.inf))]
+    assert peak == pytest.approx(alpha * 1000.0, rel=0.03)
+    edge = augment.warp_frequencies(np.float32(augment.SIGNAL_HZ), alpha)
+    assert float(edge) == pytest.approx(augment.SIGNAL_HZ)
+
+
+def test_speed_perturbation_resamples_time_linearly():
+    ramp = np.repeat(np.arange(20, dtype=np.float32)[:, None], 13, axis=1)
+    slower = augment.change_speed(ramp, 0.8).numpy()
+    assert slower.shape == (25, 13)
+    np.testing.assert_allclose(slower[:, 0], np.linspace(0, 19, 25), atol=1e-5)
+    np.testing.assert_allclose(augment.change_speed(ramp, 1.0).numpy(), ramp)
+    assert augment.change_speed(ramp[:1], 1.1).shape == (1, 13)
+
+
+@pytest.mark.parametrize("axis", [0, 1])
+def test_masks_set_at_most_count_times_width_runs_to_the_mean(axis):
+    frames = np.random.default_rng(0).normal(size=(30, 13)).astype(np.float32)
+    mean = np.broadcast_to(frames.mean(axis=0), frames.shape)
+    along = (lambda a: a) if axis == 0 else np.transpose  # masked runs become rows
+    masked_runs = 0
+    for seed in range(20):
+        masked = along(augment.mask_runs(frames, axis, 2, 3, np.array([seed, 7])).numpy())
+        changed = (masked != along(frames)).any(axis=1)
+        assert changed.sum() <= 6
+        np.testing.assert_allclose(masked[changed], along(mean)[changed], atol=1e-6)
+        np.testing.assert_array_equal(masked[~changed], along(frames)[~changed])
+        masked_runs += changed.any()
+    assert masked_runs > 10
+
+
+def test_augmentation_is_deterministic_given_a_seed_and_keeps_the_shape():
+    frames = np.random.default_rng(0).normal(size=(18, 13)).astype(np.float32)
+    settings = augment.Augmentation(speed=0.0)
+    first = augment.augment(frames, np.array([1, 2]), settings).numpy()
+    np.testing.assert_array_equal(first, augment.augment(frames, np.array([1, 2]), settings))
+    assert first.shape == frames.shape
+    assert not np.allclose(first, augment.augment(frames, np.array([1, 3]), settings))
+    np.testing.assert_array_equal(
+        augment.augment(frames, np.array([1, 2]), augment.NO_AUGMENTATION), frames
+    )
+
+
+def _epochs(dataset, count: int = 2) -> list[list[np.ndarray]]:
+    return [[np.asarray(x) for x, _ in dataset.unbatch()] for _ in range(count)]
+
+
+def test_augmentation_changes_only_training_data_anew_each_epoch_and_repeatably(tmp_path):
+    cfg = SpeechConfig(data=str(wav_folder(tmp_path)), mode="isolated", batch_size=4, augment="on")
+    splits = SpeechTask().data(cfg)
+    examples = splits.info["examples"]
+    for name, dataset in (("validation", splits.validation), ("test", splits.test)):
+        recorded = examples[name].frames
+        seen = _epochs(dataset, 1)[0]
+        for x, original in zip(seen, recorded):
+            np.testing.assert_array_equal(x[: len(original)], original)
+    recorded = {len(f): f for f in examples["train"].frames}
+    first, second = _epochs(splits.train)
+    assert len(first) == len(examples["train"])
+    assert not any(np.array_equal(x, recorded.get(len(x))) for x in first)
+    assert not all(np.array_equal(a, b) for a, b in zip(first, second))
+    again, _ = _epochs(SpeechTask().data(cfg).train)
+    for a, b in zip(first, again):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize(
+    ("mode", "switch", "speaker_classes", "active"),
+    [
+        ("ctc", "auto", False, True),
+        ("isolated", "auto", False, False),
+        ("isolated", "on", False, True),
+        ("ctc", "off", False, False),
+        ("isolated", "on", True, False),
+    ],
+)
+def test_augment_switch(mode, switch, speaker_classes, active):
+    cfg = SpeechConfig(mode=mode, augment=switch)
+    assert augmentation(cfg, {"speaker_classes": speaker_classes}).active is active
+
+
+def test_no_augment_trains_on_the_recorded_frames():
+    frames = [np.full((n, 13), n, np.float32) for n in (5, 7, 9)]
+    examples = Utterances(frames, ["1", "2", "3"], np.array(["a", "a", "b"]))
+    cfg = SpeechConfig(mode="isolated", batch_size=3)
+    (seen,) = _epochs(batched(examples, cfg, list("0123456789"), augment.NO_AUGMENTATION), 1)
+    assert sorted(float(x.max()) for x in seen) == [5.0, 7.0, 9.0]
+    assert sorted(int((x != 0).any(axis=1).sum()) for x in seen) == [5, 7, 9]
 
 
 def test_ctc_decoding_of_a_constructed_posterior():
