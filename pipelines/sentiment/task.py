@@ -2,9 +2,15 @@
 
 Raw text goes into the model: its first layer is the word vocabulary (``TextVectorization``
 adapted on the training part only), then a masked embedding, bidirectional recurrent layers
-(``--cell``), ``AttentionPooling`` and one sigmoid unit. The pooling weights say which words the
-decision rests on; evaluation renders them for sample test sentences (figure and HTML), and
+(``--cell``), ``AttentionPooling`` and one sigmoid unit. Each word is explained by leave-one-out
+occlusion (how much deleting it moves the probability), which is faithful by construction; the
+attention weights are shown beside it but are not an explanation: over BiLSTM states they learn
+a position bias. Evaluation renders both for sample test sentences (figure and HTML), and
 ``--predict TEXT --model-uri URI`` prints them for any sentence.
+
+``--pretrain-epochs N`` first trains the embedding and encoder as a bidirectional language model
+on unlabelled text (the training texts and, for ``rotten_tomatoes``, the package's plot synopses;
+never test texts), as in Dai & Le 2015; see ``pretrain.py``.
 
 Evaluation is a stratified train/validation/test split; ``--folds K`` also trains the other
 K-1 folds of a stratified K-fold and reports the mean and standard deviation over all K.
@@ -33,6 +39,7 @@ from pipelines.core import (
     Splits,
     Task,
     TaskConfig,
+    new_default,
     option,
     tracking,
 )
@@ -50,6 +57,7 @@ from pipelines.core.text import (
 )
 from pipelines.core.training import make_optimizer
 from pipelines.datasets.text_builders import TEXTS, load_labelled_texts
+from pipelines.sentiment.pretrain import plot_synopses, pretrain
 
 VECTORIZER = "words"
 CLASSES_ARTIFACT = "classes"
@@ -68,15 +76,18 @@ class SentimentConfig(TaskConfig):
     head_dropout: float = option(0.5, "dropout before the classifier unit")
     embedding_dropout: float = option(0.0, "dropout of whole embedding channels")
     units: int = option(64, "units per direction of each recurrent layer")
-    dropout: float = option(0.5, "input dropout of the recurrent layers")
+    dropout: float = new_default("dropout", 0.5)
     learning_rate: float = option(1e-3, "AdamW learning rate")
-    weight_decay: float = option(0.05, "decoupled weight decay (AdamW); 0 means plain Adam")
-    epochs: int = option(10, "maximum training epochs (early stopping may end sooner)")
-    patience: int = option(3, "early-stopping patience in epochs (0 disables it)")
+    weight_decay: float = new_default("weight_decay", 0.05)
+    pretrain_epochs: int = option(
+        0, "epochs of language-model pretraining on unlabelled text before training (0: none)"
+    )
+    epochs: int = new_default("epochs", 10)
+    patience: int = new_default("patience", 3)
     validation_fraction: float = option(0.1, "share of examples for early stopping")
     test_fraction: float = option(0.2, "share of examples held out for the test metrics")
     folds: int = option(1, "K > 1: stratified K-fold, also train the other K-1 folds")
-    explain: int = option(6, "test sentences whose attention weights are rendered")
+    explain: int = option(6, "test sentences whose word effects are rendered")
     predict: str = option("", "classify this text with --model-uri instead of training")
     model_uri: str = option("", "logged model for --predict, e.g. runs:/<run id>/model")
 
@@ -84,6 +95,7 @@ class SentimentConfig(TaskConfig):
         super().validate()
         self.require_positive("max_tokens", "max_length", "embedding_dim", "attention_units",
                               "folds")  # fmt: skip
+        self.require_non_negative("pretrain_epochs")
         self.require_rate("head_dropout", "embedding_dropout")
         self.require_split()
 
@@ -110,7 +122,9 @@ class SentimentTask(Task):
                 labels, cfg.validation_fraction, cfg.test_fraction, cfg.seed
             )
         splits = self.make_splits(cfg, texts, labels, (train, validation, test))
-        splits.info.update(classes=classes, folds=folds)
+        with_plots = cfg.pretrain_epochs and cfg.data == "rotten_tomatoes"
+        unlabelled = plot_synopses(cfg.max_length) if with_plots else []
+        splits.info.update(classes=classes, folds=folds, unlabelled=unlabelled)
         return splits
 
     def load(self, cfg: SentimentConfig) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -173,6 +187,10 @@ class SentimentTask(Task):
             attention_units=cfg.attention_units,
             embedding_dropout=space.float("embedding_dropout", 0.0, 0.5, step=0.1),
         )
+        if cfg.pretrain_epochs:
+            info = splits.info
+            texts = [*info["texts"][info["parts"][0]], *info["unlabelled"]]
+            pretrain(model, VECTORIZER, texts, cfg.pretrain_epochs, cfg.batch_size, cfg.seed)
         model.compile(
             optimizer=make_optimizer(
                 space.float("learning_rate", 3e-4, 3e-3, sampling="log"),
@@ -198,7 +216,7 @@ class SentimentTask(Task):
         classes = info["classes"]
         return Report(
             metrics=metrics,
-            figures={"attention_weights": attention_figure(explained, classes)},
+            figures={"word_effects": effect_figure(explained, classes)},
             tables={"explanations": explanation_table(explained, classes)},
             artifacts={CLASSES_ARTIFACT: {"classes": classes}},
             texts={"explanations.html": explanation_html(explained, classes)},
@@ -240,23 +258,49 @@ def classification_metrics(labels: np.ndarray, probability: np.ndarray) -> dict[
 # ---- explanations ------------------------------------------------------------------------------
 @dataclass
 class Explanation:
+    """One text's words with two readings of them. ``effects`` is leave-one-out occlusion:
+    p(positive) minus p(positive) with that word deleted, so a positive effect pushes towards
+    the positive class; faithful by construction. ``weights`` are the attention-pooling weights
+    (sum 1): what the pooling looked at, which need not be what decided."""
+
     text: str
     words: list[str]
     weights: list[float]
+    effects: list[float]
     probability: float
     label: int | None = None
 
 
 def explain_texts(model: keras.Model, texts: list[str]) -> list[Explanation]:
-    """Probability of the positive class and each word's attention weight, per text."""
+    """Probability of the positive class, attention weight and occlusion effect per word."""
     vocab = [str(t) for t in model.get_layer(VECTORIZER).get_vocabulary()]
     probability, weights, ids = attention_explainer(model, VECTORIZER).predict(
         np.array(texts, dtype=object), verbose=0
     )
+    effects = occlusion_effects(model, ids)
     return [
-        Explanation(text, tokens(row, vocab), w[row != 0].tolist(), float(p[0]))
-        for text, p, w, row in zip(texts, probability, weights, ids, strict=True)
+        Explanation(text, tokens(row, vocab), w[row != 0].tolist(), e.tolist(), float(p[0]))
+        for text, p, w, e, row in zip(texts, probability, weights, effects, ids, strict=True)
     ]
+
+
+def occlusion_effects(model: keras.Model, ids: np.ndarray) -> list[np.ndarray]:
+    """Per text, p(positive) of the whole text minus p(positive) without each of its words.
+
+    A word is deleted by setting its id to padding: the mask then skips it in both recurrent
+    directions and in the pooling, exactly as if it had never been written. All variants of
+    all texts go through the model in one batched call."""
+    scorer = keras.Model(model.get_layer(VECTORIZER).output, model.outputs[0])
+    variants, owners = [], []
+    for i, row in enumerate(ids):
+        kept = np.flatnonzero(row)
+        deleted = np.repeat(row[None], len(kept), axis=0)
+        deleted[np.arange(len(kept)), kept] = 0
+        variants += [row[None], deleted]
+        owners += [i] * (len(kept) + 1)
+    scores = scorer.predict(np.concatenate(variants), batch_size=256, verbose=0).ravel()
+    bounds = np.cumsum([0, *np.bincount(owners, minlength=len(ids))])
+    return [scores[a] - scores[a + 1 : b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
 
 
 def explain(
@@ -277,14 +321,20 @@ def explain(
     return explained
 
 
-def attention_figure(explained: list[Explanation], classes: list[str]) -> Any:
+def effect_figure(explained: list[Explanation], classes: list[str]) -> Any:
+    """Occlusion effect of every word (green: towards the positive class, red: away from it)
+    with the attention weights as dots on their own axis, to compare the two."""
     fig, axes = figure(rows=max(len(explained), 1), height=1.8)
     for ax, item in zip(axes, explained, strict=False):
-        ax.bar(range(len(item.words)), item.weights, color="tab:orange")
-        ax.set_xticks(range(len(item.words)), item.words, rotation=45, ha="right", fontsize=8)
+        positions = range(len(item.words))
+        colours = ["tab:green" if e >= 0 else "tab:red" for e in item.effects]
+        ax.bar(positions, item.effects, color=colours)
+        ax.axhline(0, color="black", linewidth=0.5)
+        ax.set_xticks(positions, item.words, rotation=45, ha="right", fontsize=8)
         truth = f", true {classes[item.label]}" if item.label is not None else ""
         ax.set_title(f"p({classes[1]}) = {item.probability:.2f}{truth}", fontsize=9)
-        ax.set_ylabel("weight")
+        ax.set_ylabel(f"\u0394p({classes[1]})")
+        ax.twinx().plot(positions, item.weights, "o", color="tab:orange", markersize=3)
     return fig
 
 
@@ -295,38 +345,48 @@ def explanation_table(explained: list[Explanation], classes: list[str]) -> pd.Da
             "label": [classes[e.label] for e in explained],
             "predicted": [classes[int(e.probability >= 0.5)] for e in explained],
             "probability": [e.probability for e in explained],
-            "top_words": [" ".join(_top_words(e, 3)) for e in explained],
+            "top_words": [" ".join(_decisive_words(e, 3)) for e in explained],
+            "top_attended": [" ".join(_top(e.words, e.weights, 3)) for e in explained],
         }
     )
 
 
 def explanation_html(explained: list[Explanation], classes: list[str]) -> str:
-    """Each sentence with words shaded by attention weight (darkest = most attended)."""
+    """Each sentence with words shaded by occlusion effect: green towards the positive class,
+    red towards the negative one; hovering shows the effect and the attention weight."""
     rows = []
     for item in explained:
-        peak = max(item.weights, default=1.0) or 1.0
+        peak = max(map(abs, item.effects), default=1.0) or 1.0
         words = " ".join(
-            f'<span style="background: rgba(255,140,0,{w / peak:.2f})" title="{w:.3f}">'
+            f'<span style="background: rgba({"0,160,0" if e >= 0 else "220,0,0"},'
+            f'{abs(e) / peak:.2f})" title="effect {e:+.3f}, attention {w:.3f}">'
             f"{html.escape(word)}</span>"
-            for word, w in zip(item.words, item.weights, strict=True)
+            for word, w, e in zip(item.words, item.weights, item.effects, strict=True)
         )
         truth = f"true {classes[item.label]}, " if item.label is not None else ""
         verdict = f"{truth}predicted {classes[int(item.probability >= 0.5)]}"
         rows.append(f"<p>{words}<br><small>{verdict}, p={item.probability:.3f}</small></p>")
     return (
-        "<!DOCTYPE html><html><head><meta charset='utf-8'><title>Attention weights</title></head>"
-        "<body><h1>Which words the model attended to</h1>\n" + "\n".join(rows) + "\n</body></html>"
+        "<!DOCTYPE html><html><head><meta charset='utf-8'><title>Word effects</title></head>"
+        f"<body><h1>Which words moved the prediction</h1><div>Green: towards {classes[1]}, "
+        f"red: towards {classes[0]} (deleting the word changes p({classes[1]}) by that much)."
+        "</div>\n" + "\n".join(rows) + "\n</body></html>"
     )
 
 
-def _top_words(item: Explanation, k: int) -> list[str]:
-    order = np.argsort(item.weights)[::-1][:k]
-    return [item.words[i] for i in order]
+def _decisive_words(item: Explanation, k: int) -> list[str]:
+    """The ``k`` words whose deletion lowers the predicted class's probability most."""
+    sign = 1.0 if item.probability >= 0.5 else -1.0
+    return _top(item.words, [sign * e for e in item.effects], k)
+
+
+def _top(words: list[str], scores: list[float], k: int) -> list[str]:
+    return [words[i] for i in np.argsort(scores, kind="stable")[::-1][:k]]
 
 
 # ---- predict mode ------------------------------------------------------------------------------
 def predict(cfg: SentimentConfig, opts: RunOptions) -> str:
-    """Label, probability and word weights of ``cfg.predict`` by the model at ``cfg.model_uri``."""
+    """Label, probability, and each word's effect and attention weight for ``cfg.predict``."""
     if not cfg.model_uri:
         raise ConfigError("--predict needs --model-uri (e.g. runs:/<run id>/model)")
     if not cfg.predict.strip():
@@ -338,6 +398,13 @@ def predict(cfg: SentimentConfig, opts: RunOptions) -> str:
     if not item.words or all(w == "[UNK]" for w in item.words):
         raise DataError("none of the words of --predict are in the model's vocabulary")
     label = classes[int(item.probability >= 0.5)]
-    lines = [f"label: {label}", f"probability ({classes[1]}): {item.probability:.4f}", "words:"]
-    lines += [f"  {word:<20} {w:.4f}" for word, w in zip(item.words, item.weights, strict=True)]
+    lines = [
+        f"label: {label}",
+        f"probability ({classes[1]}): {item.probability:.4f}",
+        f"  {'word':<20} {'effect':>8} {'attention':>9}",
+    ]
+    lines += [
+        f"  {word:<20} {e:+8.4f} {w:9.4f}"
+        for word, w, e in zip(item.words, item.weights, item.effects, strict=True)
+    ]
     return "\n".join(lines)

@@ -13,7 +13,8 @@ import pytest
 
 from pipelines.core import DataError, RunOptions, main, run
 from pipelines.datasets.text_builders import load_labelled_texts
-from pipelines.sentiment.task import SentimentConfig, SentimentTask
+from pipelines.sentiment.pretrain import plot_synopses, pretrain
+from pipelines.sentiment.task import VECTORIZER, SentimentConfig, SentimentTask, explain_texts
 from tests.conftest import runs_of
 
 
@@ -68,14 +69,16 @@ def test_run_is_fully_tracked(trained):
         f.path for d in ("figures", "results") for f in client.list_artifacts(logged.info.run_id, d)
     }
     assert {
-        "figures/attention_weights.png",
+        "figures/word_effects.png",
         "results/explanations.html",
         "results/classes.json",
     } <= files
     page = mlflow.artifacts.load_text(f"runs:/{logged.info.run_id}/results/explanations.html")
     assert page.count("<p>") == 4 and "<span style=" in page
     table = pd.read_csv(workdir / "out" / "explanations.csv")
-    assert list(table.columns) == ["text", "label", "predicted", "probability", "top_words"]
+    assert list(table.columns) == [
+        "text", "label", "predicted", "probability", "top_words", "top_attended"
+    ]  # fmt: skip
 
 
 def test_logged_model_takes_raw_strings_and_predicts_the_same(trained):
@@ -88,15 +91,44 @@ def test_logged_model_takes_raw_strings_and_predicts_the_same(trained):
     )
 
 
-def test_predict_prints_label_probability_and_word_weights(trained, capsys):
+def test_predict_prints_label_probability_and_word_effects(trained, capsys):
     result, uri, _ = trained
     code = cli(["--predict", "a superb film", "--model-uri", f"runs:/{result.run_id}/model",
                 "--tracking-uri", uri])  # fmt: skip
     out = capsys.readouterr().out
     assert code == 0
     assert out.startswith("label: ") and "probability (pos): " in out
-    weights = [float(line.split()[-1]) for line in out.splitlines() if line.startswith("  ")]
-    assert len(weights) == 3 and abs(sum(weights) - 1) < 1e-3  # "a" is kept: no stop words
+    header, *rows = [line.split() for line in out.splitlines() if line.startswith("  ")]
+    assert header == ["word", "effect", "attention"]
+    assert [r[0] for r in rows] == ["[UNK]", "superb", "film"]  # unseen "a" is kept as [UNK]
+    assert abs(sum(float(r[2]) for r in rows) - 1) < 1e-3
+
+
+def test_occlusion_effect_is_the_change_when_the_word_is_deleted(trained):
+    result, _, _ = trained
+    text = "the film was great and the cast 3"
+    (item,) = explain_texts(result.model, [text])
+    words = text.split()
+    without = [" ".join(words[:i] + words[i + 1 :]) for i in range(len(words))]
+    p = result.model.predict(np.array([text, *without], dtype=object), verbose=0).ravel()
+    assert item.words == words
+    np.testing.assert_allclose(item.effects, p[0] - p[1:], atol=1e-5)
+
+
+def test_the_deciding_word_has_the_largest_effect(tmp_path):
+    """On data where one word decides the label, occlusion ranks that word first in every
+    sentence, whatever its position (attention over BiLSTM states does not)."""
+    data = reviews_csv(tmp_path / "reviews.csv", n=200)
+    cfg = SentimentConfig(data=str(data), text_column="review", label_column="mood",
+                          **TINY | dict(epochs=15, patience=0))  # fmt: skip
+    result = run(SentimentTask(), cfg, RunOptions(tracking_uri=f"sqlite:///{tmp_path}/m.db",
+                                                  log_model=False))  # fmt: skip
+    deciding = ["great", "superb", "boring", "weak"]
+    texts = [f"{w} the film was and the cast 2" for w in deciding[:2]] + [
+        f"the film was and the cast 5 {w}" for w in deciding[2:]
+    ]
+    for word, item in zip(deciding, explain_texts(result.model, texts), strict=True):
+        assert item.words[int(np.argmax(np.abs(item.effects)))] == word, item
 
 
 @pytest.mark.parametrize(
@@ -188,3 +220,22 @@ def test_help_lists_task_flags(capsys):
     out = " ".join(capsys.readouterr().out.split())
     for flag in ("--predict", "--model-uri", "--folds", "--text-column", "--cell"):
         assert flag in out
+
+
+def test_pretraining_trains_the_classifiers_own_encoder(tmp_path):
+    data = reviews_csv(tmp_path / "reviews.csv")
+    cfg = SentimentConfig(data=str(data), text_column="review", label_column="mood", **TINY)
+    task = SentimentTask()
+    splits = task.data(cfg)
+    model = task.build_model(cfg, splits)
+    before = [model.get_layer(n).get_weights()[0].copy() for n in ("embedding", "birnn_0")]
+    texts = splits.info["texts"][splits.info["parts"][0]]
+    losses = pretrain(model, VECTORIZER, texts, epochs=3, batch_size=16, seed=0)
+    assert losses[-1] < losses[0]
+    after = [model.get_layer(n).get_weights()[0] for n in ("embedding", "birnn_0")]
+    assert all(not np.allclose(b, a) for b, a in zip(before, after, strict=True))
+
+
+def test_plot_synopses_are_cut_to_the_kept_length():
+    chunks = plot_synopses(50)
+    assert len(chunks) > 1097 and max(len(c.split()) for c in chunks) <= 50
