@@ -92,9 +92,10 @@ def test_two_workers_end_with_identical_weights_and_one_run_logged_by_the_chief(
 
 def test_jit_compile_under_multiworker_on_cpu_is_refused_in_one_line(tmp_path):
     data = ecg_like_csv(tmp_path / "series.csv")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"  # explicit: mlflow exports the last URI it saw
     process = subprocess.run(
         [sys.executable, "-m", "pipelines.anomaly", "--data", str(data), *TINY.split()]
-        + ["--strategy", "multiworker", "--jit-compile", "--epochs", "1"],
+        + ["--strategy", "multiworker", "--jit-compile", "--epochs", "1", "--tracking-uri", uri],
         cwd=tmp_path,
         env=cluster_env([free_port()], 0),
         capture_output=True,
@@ -106,7 +107,7 @@ def test_jit_compile_under_multiworker_on_cpu_is_refused_in_one_line(tmp_path):
         "error: --jit-compile with --strategy multiworker needs GPUs or TPUs "
         "(XLA has no cross-worker collectives on CPU)"
     ]
-    (failed,) = runs_of(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}", "anomaly")
+    (failed,) = runs_of(uri, "anomaly")
     assert failed.info.status == "FAILED"
 
 
