@@ -76,7 +76,7 @@ class TranslateConfig(TaskConfig):
     dropout: float = option(0.1, "dropout on embeddings and decoder outputs")
     beam_width: int = option(1, "beam width at inference (1 = greedy)")
     learning_rate: float = new_default("learning_rate", 4e-3)
-    epochs: int = new_default("epochs", 14)
+    epochs: int = new_default("epochs", 30)
     patience: int = new_default("patience", 3)
     translate: str = option("", "translate this English sentence with --model-uri and exit")
     model_uri: str = option("", "logged model for --translate: runs:/<run id>/model")
