@@ -120,15 +120,15 @@ def train_and_evaluate(
     keras.utils.set_random_seed(cfg.seed)
     keras.mixed_precision.set_global_policy(opts.precision)
     strategy = select_strategy(opts.strategy)
+    if opts.jit_compile and spans_workers(strategy) and not tf.config.list_logical_devices("GPU"):
+        raise ConfigError(
+            "--jit-compile with --strategy multiworker needs GPUs or TPUs "
+            "(XLA has no cross-worker collectives on CPU)"
+        )
     splits = task.data(cfg)
     with strategy.scope():
         model = task.build_model(cfg, splits)
     if opts.jit_compile:
-        if spans_workers(strategy) and not tf.config.list_logical_devices("GPU"):
-            raise ConfigError(
-                "--jit-compile with --strategy multiworker needs GPUs or TPUs "
-                "(XLA has no cross-worker collectives on CPU)"
-            )
         model.jit_compile = True
     model.steps_per_execution = opts.steps_per_execution
     chief = is_chief()
