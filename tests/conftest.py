@@ -98,3 +98,11 @@ def reaped() -> Iterator[dict[str, subprocess.Popen]]:
             if process.poll() is None:
                 process.kill()
                 process.wait(timeout=30)
+
+
+def finish(processes: dict[str, subprocess.Popen], timeout: float = 600) -> dict[str, str]:
+    """Wait for every process; assert each exited 0; return their stdout."""
+    outputs = {name: p.communicate(timeout=timeout) for name, p in processes.items()}
+    for name, process in processes.items():
+        assert process.returncode == 0, (name, outputs[name][1][-3000:])
+    return {name: out for name, (out, _) in outputs.items()}

@@ -16,7 +16,7 @@ from pipelines.anomaly.streaming import StreamingDetector
 from pipelines.anomaly.task import AnomalyConfig, AnomalyTask, score_series
 from pipelines.core import RunOptions, main, run
 from pipelines.datasets import load_series
-from tests.conftest import runs_of
+from tests.conftest import free_port, runs_of
 
 TINY = ["--epochs", "2", "--units", "8", "--window", "32", "--batch-size", "32", "--stride", "8"]
 
@@ -355,15 +355,12 @@ def test_mlflow_models_serve_scores_a_posted_window(trained):
     """`mlflow models serve` on the run's scorer answers a POSTed window over HTTP."""
     import os
     import signal
-    import socket
     import time
     import urllib.request
 
     result, cfg, uri, _ = trained
     (logged,) = runs_of(uri, "anomaly")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     server = subprocess.Popen(
         [
             sys.executable,

@@ -20,7 +20,7 @@ import tensorflow as tf
 
 from pipelines.anomaly.task import AnomalyTask
 from pipelines.core import RunOptions, run
-from tests.conftest import free_port, mlflow_server, reaped, runs_of
+from tests.conftest import finish, free_port, mlflow_server, reaped, runs_of
 from tests.pipelines.test_anomaly import ecg_like_csv
 from tests.pipelines.test_tuning import tiny_config
 
@@ -48,14 +48,6 @@ def cluster_env(ports: list[int], index: int) -> dict[str, str]:
     cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
     tf_config = {"cluster": cluster, "task": {"type": "worker", "index": index}}
     return os.environ | {"TF_CONFIG": json.dumps(tf_config), "PYTHONPATH": str(REPO)}
-
-
-def finish(processes: dict[str, subprocess.Popen], timeout: float = 600) -> dict[str, str]:
-    """Wait for every process; assert each exited 0; return their stdout."""
-    outputs = {name: p.communicate(timeout=timeout) for name, p in processes.items()}
-    for name, process in processes.items():
-        assert process.returncode == 0, (name, outputs[name][1][-3000:])
-    return {name: out for name, (out, _) in outputs.items()}
 
 
 def loss_steps(uri: str, run_id: str) -> list[int]:
