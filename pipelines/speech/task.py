@@ -114,10 +114,7 @@ class SpeechConfig(TaskConfig):
                               "conv_kernel")  # fmt: skip
         self.require_non_negative("max_gap", "noise", "time_masks", "time_mask_width",
                                   "coefficient_masks", "coefficient_mask_width")  # fmt: skip
-        if not (0 <= self.vtlp < 1 and 0 <= self.speed < 1):
-            raise ConfigError(
-                f"--vtlp and --speed must be in [0, 1), got {self.vtlp}, {self.speed}"
-            )
+        self.require_rate("vtlp", "speed")
         self.require_split()
         if self.conv_stride not in (1, 2, 3):
             raise ConfigError(f"--conv-stride must be 1, 2 or 3, got {self.conv_stride}")
