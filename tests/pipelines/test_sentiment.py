@@ -191,6 +191,16 @@ def test_bad_input_is_one_line_exit_2_and_a_failed_run(case, workdir, tracking_u
     assert not (workdir / "out" / "explanations.csv").exists()
 
 
+def test_negative_pretraining_epochs_are_one_line_exit_2_and_a_failed_run(
+    workdir, tracking_uri, capsys
+):
+    code = cli(["--pretrain-epochs", "-1", "--tracking-uri", tracking_uri])
+    message = "--pretrain-epochs must not be negative, got -1"
+    assert code == 2 and capsys.readouterr().err.strip().splitlines() == [f"error: {message}"]
+    (failed,) = runs_of(tracking_uri, "sentiment")
+    assert failed.info.status == "FAILED" and message in failed.data.tags["error"]
+
+
 def test_k_fold_reports_mean_and_std(workdir, tracking_uri, capsys):
     data = reviews_csv(workdir / "reviews.csv", n=60)
     code = cli([*TINY_FLAGS, "--data", str(data), "--text-column", "review", "--label-column",

@@ -448,6 +448,26 @@ def test_bad_input_is_one_line_exit_2_and_a_failed_run(case, workdir, shared_sto
     assert not (workdir / "out" / "metrics.json").exists()
 
 
+FLAG_ERRORS = {
+    "vtlp of 1": (["--vtlp", "1"], "--vtlp must be in [0, 1), got 1.0"),
+    "negative speed": (["--speed", "-0.1"], "--speed must be in [0, 1), got -0.1"),
+    "negative time masks": (["--time-masks", "-1"], "--time-masks must not be negative, got -1"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(FLAG_ERRORS))
+def test_out_of_range_augmentation_is_one_line_exit_2_and_a_failed_run(
+    case, workdir, shared_store, capsys
+):
+    flags, message = FLAG_ERRORS[case]
+    experiment = f"speech-{case.replace(' ', '-')}"
+    code = main(SpeechTask(), [*flags, "--tracking-uri", shared_store, "--experiment", experiment])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and err == [f"error: {message}"]
+    (failed,) = runs_of(shared_store, experiment)
+    assert failed.info.status == "FAILED" and message in failed.data.tags["error"]
+
+
 def test_speaker_split_of_japanese_vowels_is_refused(workdir, shared_store, capsys):
     code = main(
         SpeechTask(),
