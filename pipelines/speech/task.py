@@ -49,13 +49,14 @@ from pipelines.speech.utterances import (
     Utterances,
     as_utterances,
     connected_utterances,
+    speaker_normalized,
     split_random,
     split_speaker,
 )
 
 MODES = ("ctc", "isolated")
 SPLITS = ("random", "speaker")
-NORMALIZATIONS = ("auto", "utterance", "global")
+NORMALIZATIONS = ("auto", "speaker", "utterance", "global")
 SWITCHES = ("auto", "on", "off")
 PARTS = ("train", "validation", "test")
 
@@ -77,8 +78,9 @@ class SpeechConfig(TaskConfig):
     noise: float = option(0.05, "feature noise added to built utterances (x coefficient std)")
     normalize: str = option(
         "auto",
-        "feature normalisation: per utterance (CMVN), by training statistics, or auto "
-        "(per utterance unless the classes are speakers, whose voice CMVN would remove)",
+        "feature normalisation (CMVN): by each speaker's statistics, per utterance, or by the "
+        "training statistics; auto = per speaker for words, per utterance for ctc, training "
+        "statistics when the classes are speakers (whose voice CMVN would remove)",
         NORMALIZATIONS,
     )
     augment: str = option(
@@ -137,6 +139,10 @@ class SpeechTask(Task):
                 f"{corpus.name} has no digit transcripts (its classes: "
                 f"{', '.join(corpus.classes[:5])}...); use --mode isolated"
             )
+        speaker_classes = cfg.mode == "isolated" and corpus.labels == corpus.speakers.tolist()
+        normalization = resolve_normalization(cfg, speaker_classes)
+        if normalization == "speaker":
+            corpus = speaker_normalized(corpus)
         rng = np.random.default_rng(cfg.seed)
         parts = {name: corpus.subset(index) for name, index in self.split(corpus, cfg, rng).items()}
         examples = {name: self.examples(part, cfg, rng, name) for name, part in parts.items()}
@@ -153,7 +159,8 @@ class SpeechTask(Task):
             "mean": train_frames.mean(axis=0),
             "variance": train_frames.var(axis=0),
             "speakers": {p: sorted(set(examples[p].speakers.tolist())) for p in PARTS},
-            "speaker_classes": cfg.mode == "isolated" and corpus.labels == corpus.speakers.tolist(),
+            "speaker_classes": speaker_classes,
+            "normalization": normalization,
         }
         training = {"train": augmentation(cfg, info)}
         datasets = {p: batched(examples[p], cfg, info["classes"], training.get(p)) for p in PARTS}
@@ -191,8 +198,7 @@ class SpeechTask(Task):
             "units": space.int("units", 32, 160, step=32),
             "layers": space.int("layers", 1, 3),
             "dropout": space.float("dropout", 0.0, 0.3, step=0.1),
-            "per_utterance": cfg.normalize == "utterance"
-            or (cfg.normalize == "auto" and not info["speaker_classes"]),
+            "per_utterance": info["normalization"] == "utterance",
         }
         stats = (info["n_features"], len(info["classes"]), info["mean"], info["variance"])
         if cfg.mode == "ctc":
@@ -220,6 +226,7 @@ class SpeechTask(Task):
         report = Report()
         report.artifacts["data"] = {
             "corpus": splits.info["corpus"],
+            "normalization": splits.info["normalization"],
             "speakers": splits.info["speakers"],
             "examples": {p: len(splits.info["examples"][p]) for p in PARTS},
             "front_end": front_end_description(),
@@ -287,6 +294,22 @@ def encode(label: str, classes: list[str], mode: str) -> np.ndarray:
     if mode == "ctc":
         return np.array([DIGITS.index(c) + 1 for c in label], np.int32)
     return np.array(classes.index(label), np.int32)
+
+
+def resolve_normalization(cfg: SpeechConfig, speaker_classes: bool) -> str:
+    """``--normalize`` with auto resolved. Speaker CMVN lifted held-out-speaker word accuracy
+    from 84 to 91 % (README); connected-digit utterances keep per-utterance CMVN, which met
+    their goal. A voice cannot be normalised away when the voice is the class."""
+    if speaker_classes and cfg.normalize in ("speaker", "utterance"):
+        raise ConfigError(
+            f"--normalize {cfg.normalize} would remove the voice, and the classes are speakers: "
+            "use --normalize global"
+        )
+    if cfg.normalize != "auto":
+        return cfg.normalize
+    if speaker_classes:
+        return "global"
+    return "speaker" if cfg.mode == "isolated" else "utterance"
 
 
 def augmentation(cfg: SpeechConfig, info: dict) -> Augmentation:

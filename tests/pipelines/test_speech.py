@@ -20,9 +20,16 @@ from pipelines.speech.task import (
     batched,
     ctc_transcripts,
     predict_frames,
+    resolve_normalization,
     transcript_errors,
 )
-from pipelines.speech.utterances import Corpus, Utterances, connected_utterances, split_speaker
+from pipelines.speech.utterances import (
+    Corpus,
+    Utterances,
+    connected_utterances,
+    speaker_normalized,
+    split_speaker,
+)
 from tests.conftest import runs_of
 
 TINY = dict(epochs=1, units=8, layers=1, utterances=48, conv_filters=8, batch_size=32)
@@ -146,6 +153,7 @@ def test_isolated_speaker_split_holds_out_one_speaker(isolated_run):
     (logged,) = runs_of(uri, "speech-isolated")
     assert logged.info.status == "FINISHED" and logged.data.tags["split"] == "speaker"
     assert 0.0 <= logged.data.metrics["test_accuracy"] <= 1.0
+    assert result.report.artifacts["data"]["normalization"] == "speaker"
     speakers = result.report.artifacts["data"]["speakers"]
     assert speakers["test"] == ["speaker_3"]
     assert "speaker_3" not in speakers["train"] + speakers["validation"]
@@ -262,6 +270,46 @@ def test_speaker_split_has_no_speaker_overlap():
     rest = set(corpus.speakers[np.concatenate([parts["train"], parts["validation"]])])
     assert test == {"s2"} and "s2" not in rest
     assert sorted(np.concatenate(list(parts.values()))) == list(range(len(corpus)))
+
+
+def _voices() -> Corpus:
+    """Two speakers whose frames differ by offset and scale (a voice and a channel)."""
+    rng = np.random.default_rng(0)
+    frames, speakers = [], []
+    for i in range(12):
+        speaker, n = i % 2, 4 + i % 5
+        frames.append((rng.normal(size=(n, 13)) * (1 + 3 * speaker) + 10 * speaker).astype("f4"))
+        speakers.append(f"s{speaker}")
+    return Corpus("voices", frames, [str(i % 10) for i in range(12)], np.array(speakers), [])
+
+
+def test_speaker_normalization_standardises_each_voice_by_its_own_statistics():
+    corpus = _voices()
+    normalized = speaker_normalized(corpus)
+    assert normalized.labels == corpus.labels and normalized.speakers is corpus.speakers
+    for speaker in ("s0", "s1"):
+        index = np.flatnonzero(corpus.speakers == speaker)
+        stacked = np.concatenate([normalized.frames[i] for i in index])
+        np.testing.assert_allclose(stacked.mean(axis=0), 0.0, atol=1e-5)
+        np.testing.assert_allclose(stacked.std(axis=0), 1.0, atol=1e-4)
+    alone = speaker_normalized(corpus.subset(np.flatnonzero(corpus.speakers == "s1")))
+    np.testing.assert_allclose(alone.frames[0], normalized.frames[1], atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("mode", "switch", "speaker_classes", "resolved"),
+    [
+        ("isolated", "auto", False, "speaker"),
+        ("ctc", "auto", False, "utterance"),
+        ("isolated", "auto", True, "global"),
+        ("ctc", "speaker", False, "speaker"),
+        ("isolated", "utterance", False, "utterance"),
+    ],
+)
+def test_normalize_switch(mode, switch, speaker_classes, resolved):
+    assert resolve_normalization(SpeechConfig(mode=mode, normalize=switch), speaker_classes) == (
+        resolved
+    )
 
 
 def _log_mel_bump(centre_hz: float) -> np.ndarray:
@@ -452,13 +500,16 @@ FLAG_ERRORS = {
     "vtlp of 1": (["--vtlp", "1"], "--vtlp must be in [0, 1), got 1.0"),
     "negative speed": (["--speed", "-0.1"], "--speed must be in [0, 1), got -0.1"),
     "negative time masks": (["--time-masks", "-1"], "--time-masks must not be negative, got -1"),
+    "speaker CMVN of speaker classes": (
+        ["--data", "japanese_vowels", "--mode", "isolated", "--normalize", "speaker"],
+        "--normalize speaker would remove the voice, and the classes are speakers: "
+        "use --normalize global",
+    ),
 }
 
 
 @pytest.mark.parametrize("case", sorted(FLAG_ERRORS))
-def test_out_of_range_augmentation_is_one_line_exit_2_and_a_failed_run(
-    case, workdir, shared_store, capsys
-):
+def test_bad_flags_are_one_line_exit_2_and_a_failed_run(case, workdir, shared_store, capsys):
     flags, message = FLAG_ERRORS[case]
     experiment = f"speech-{case.replace(' ', '-')}"
     code = main(SpeechTask(), [*flags, "--tracking-uri", shared_store, "--experiment", experiment])
