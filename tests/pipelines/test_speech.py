@@ -398,8 +398,7 @@ def test_augmentation_changes_only_training_data_anew_each_epoch_and_repeatably(
 @pytest.mark.parametrize(
     ("mode", "switch", "speaker_classes", "active"),
     [
-        ("ctc", "auto", False, True),
-        ("isolated", "auto", False, False),
+        ("ctc", "on", False, True),
         ("isolated", "on", False, True),
         ("ctc", "off", False, False),
         ("isolated", "on", True, False),
