@@ -532,9 +532,50 @@ def text_classifier(
     return keras.Model(text, head(pooled), name="text_classifier")
 
 
+# keras.layers.TextVectorization's "strip_punctuation" characters (keras 3.15)
+PUNCTUATION = r'[!"#$%&()\*\+,-\./:;<=>?@\[\\\]^_`{|}~\']'
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+def lower_and_space_punctuation(texts: Any) -> Any:
+    """A ``TextVectorization`` standardize: lowercase, and punctuation becomes a space instead
+    of vanishing, so "it's" is the words "it" and "s" and "well-made" is "well" and "made"."""
+    import tensorflow as tf  # TextVectorization's string ops are TensorFlow's on any backend
+
+    return tf.strings.regex_replace(tf.strings.lower(texts), PUNCTUATION, " ")
+
+
+def with_linear_expert(
+    classifier: keras.Model,
+    vectorizer: keras.layers.TextVectorization,
+    weights: np.ndarray,
+    bias: float,
+) -> keras.Model:
+    """A trained `text_classifier` averaged with a fixed linear expert on the same raw text:
+    ``(p_classifier + sigmoid(features(text) @ weights + bias)) / 2``.
+
+    ``vectorizer`` turns text into the expert's features (e.g. multi-hot n-grams, adapted
+    beforehand); the ``expert`` unit is not trainable. The classifier's layers are reused, not
+    nested, so ``get_layer("attention_pooling")`` and the parts (``probability``, ``expert``)
+    stay reachable, also in a reloaded model."""
+    text = classifier.inputs[0]
+    expert = keras.layers.Dense(
+        1, activation="sigmoid", trainable=False, name="expert", dtype="float32"
+    )
+    expert_probability = expert(vectorizer(text))
+    expert.set_weights(
+        [np.asarray(weights, np.float32).reshape(-1, 1), np.asarray([bias], np.float32)]
+    )
+    average = keras.layers.Average(name="ensemble", dtype="float32")
+    return keras.Model(
+        text, average([classifier.outputs[0], expert_probability]), name="text_ensemble"
+    )
+
+
 def attention_explainer(model: keras.Model, vectorizer_name: str) -> keras.Model:
-    """A view of a trained `text_classifier` (also one reloaded from disk) that returns
-    ``(probability [B, 1], attention weights [B, T], token ids [B, T])``."""
+    """A view of a trained `text_classifier` or `with_linear_expert` model (also one reloaded
+    from disk) that returns ``(probability [B, 1], attention weights [B, T], token ids [B, T])``;
+    the probability is the model's output (the ensemble's, when there is an expert)."""
     return keras.Model(
         model.inputs,
         [

@@ -143,6 +143,7 @@ def train_and_evaluate(
     train_seconds = time.perf_counter() - started
     if spans_workers(strategy):
         model = _local_copy(task, cfg, splits, model)
+    model = task.deployable(model, splits, cfg)
     report = task.evaluate(model, splits, cfg)
     report.metrics.setdefault("train_seconds", train_seconds)
     metrics = tracking.log_report(report) if chief else tracking.report_metrics(report)

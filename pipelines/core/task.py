@@ -102,6 +102,16 @@ class Task(abc.ABC):
     def evaluate(self, model: keras.Model, splits: Splits, cfg: TaskConfig) -> Report:
         """Test metrics and figures of a trained model."""
 
+    def deployable(self, model: keras.Model, splits: Splits, cfg: TaskConfig) -> keras.Model:
+        """The model evaluated and logged; default: the trained one.
+
+        A task may train one model and deploy a larger one around it: sentiment trains its
+        recurrent classifier alone (its own loss and early stopping), then averages it with a
+        fixed expert fitted beforehand (trained jointly, the expert, fitting the training data
+        almost perfectly, would leave the recurrent model no gradient).
+        """
+        return model
+
     def data_hyperparameters(self, space: SearchSpace) -> dict[str, Any]:
         """Config fields that shape the data (a window length, a vocabulary size), declared
         through ``space`` like ``build_model``'s; returns field -> value.

@@ -8,6 +8,17 @@ attention weights are shown beside it but are not an explanation: over BiLSTM st
 a position bias. Evaluation renders both for sample test sentences (figure and HTML), and
 ``--predict TEXT --model-uri URI`` prints them for any sentence.
 
+The embedding starts from GloVe 6B 50d vectors (``--embeddings glove``, the default; fine-tuned;
+words GloVe lacks keep their random init), read from a pinned data package
+(``pipelines/core/embeddings.py``).
+
+The deployed model is an ensemble (``--expert nbsvm``, the default): the trained network's
+probability averaged with an NB-SVM (Wang & Manning 2012) over word uni+bigrams, fitted on the
+training part like the vocabulary and fixed while the network trains alone (trained jointly,
+the expert, which fits its training data almost perfectly, would leave the network no gradient).
+Both read the raw text inside the saved model; test metrics are the ensemble's, with
+``recurrent_*`` (network alone) and ``expert_*`` (NB-SVM alone) beside them. See ``expert.py``.
+
 ``--pretrain-epochs N`` first trains the embedding and encoder as a bidirectional language model
 on unlabelled text (the training texts and, for ``rotten_tomatoes``, the package's plot synopses;
 never test texts), as in Dai & Le 2015; see ``pretrain.py``.
@@ -26,9 +37,15 @@ from typing import Any
 import keras
 import numpy as np
 import pandas as pd
+import tensorflow as tf
 from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
 
-from models.architectures import attention_explainer, text_classifier
+from models.architectures import (
+    PUNCTUATION,
+    attention_explainer,
+    text_classifier,
+    with_linear_expert,
+)
 from models.recurrent import CELL_NAMES
 from pipelines.core import (
     ConfigError,
@@ -43,6 +60,7 @@ from pipelines.core import (
     option,
     tracking,
 )
+from pipelines.core.embeddings import embedding_matrix, pretrained_dim
 from pipelines.core.plotting import figure
 from pipelines.core.runner import fit
 from pipelines.core.text import (
@@ -57,6 +75,7 @@ from pipelines.core.text import (
 )
 from pipelines.core.training import make_optimizer
 from pipelines.datasets.text_builders import TEXTS, load_labelled_texts
+from pipelines.sentiment.expert import fit_nbsvm
 from pipelines.sentiment.pretrain import plot_synopses, pretrain
 
 VECTORIZER = "words"
@@ -71,7 +90,18 @@ class SentimentConfig(TaskConfig):
     max_tokens: int = option(20000, "largest word vocabulary (most frequent words kept)")
     min_count: int = option(2, "words seen fewer times in training become [UNK]")
     max_length: int = option(50, "words kept per text (longer texts are cut)")
-    embedding_dim: int = option(64, "word embedding size")
+    embedding_dim: int = option(50, "word embedding size (50 with --embeddings glove)")
+    embeddings: str = option(
+        "glove",
+        "embedding init: glove (GloVe 6B 50d vectors, fine-tuned) or none (random)",
+        choices=("glove", "none"),
+    )
+    expert: str = option(
+        "nbsvm",
+        "fixed expert averaged with the trained network in the deployed model: nbsvm "
+        "(NB-SVM over word uni+bigrams, fitted on the training part) or none",
+        choices=("nbsvm", "none"),
+    )
     attention_units: int = option(64, "hidden size of the attention-pooling score")
     head_dropout: float = option(0.5, "dropout before the classifier unit")
     embedding_dropout: float = option(0.0, "dropout of whole embedding channels")
@@ -98,6 +128,12 @@ class SentimentConfig(TaskConfig):
         self.require_non_negative("pretrain_epochs")
         self.require_rate("head_dropout", "embedding_dropout")
         self.require_split()
+        if self.embeddings != "none" and self.embedding_dim != pretrained_dim(self.embeddings):
+            raise ConfigError(
+                f"--embeddings {self.embeddings} needs --embedding-dim "
+                f"{pretrained_dim(self.embeddings)} (the vectors' size), got "
+                f"{self.embedding_dim}; or use --embeddings none"
+            )
 
 
 class SentimentTask(Task):
@@ -149,7 +185,8 @@ class SentimentTask(Task):
         labels: np.ndarray,
         parts: tuple[np.ndarray, np.ndarray, np.ndarray],
     ) -> Splits:
-        """Datasets of one split, and a vocabulary adapted on its training texts only."""
+        """Datasets of one split, and a vocabulary (and the expert) fitted on its training
+        texts only."""
         train, validation, test = parts
         vectorizer = word_vectorizer(
             texts[train], cfg.max_tokens, cfg.max_length, min_count=cfg.min_count, name=VECTORIZER
@@ -158,7 +195,9 @@ class SentimentTask(Task):
             text_dataset(texts[idx], labels[idx].astype("float32"), cfg.batch_size, seed)
             for idx, seed in ((train, cfg.seed), (validation, None), (test, None))
         ]
-        info = {"vectorizer": vectorizer, "texts": texts, "labels": labels, "parts": parts}
+        expert = fit_nbsvm(texts[train], labels[train]) if cfg.expert == "nbsvm" else None
+        info = {"vectorizer": vectorizer, "texts": texts, "labels": labels, "parts": parts,
+                "expert": expert}  # fmt: skip
         return Splits(*datasets, info)
 
     def fold_parts(
@@ -176,17 +215,25 @@ class SentimentTask(Task):
     # ---- model ------------------------------------------------------------------------------
     def build_model(self, cfg: SentimentConfig, splits: Splits, hp: Any = None) -> keras.Model:
         space = SearchSpace(cfg, hp)
+        pretrained = cfg.embeddings != "none"  # its size is the vectors', not searched
         model = text_classifier(
             splits.info["vectorizer"],
             cell=space.choice("cell", CELL_NAMES),
             units=space.int("units", 32, 128, step=32),
             layers=space.int("layers", 1, 2),
-            embedding_dim=space.choice("embedding_dim", (64, 128, 256)),
+            embedding_dim=(
+                cfg.embedding_dim if pretrained else space.choice("embedding_dim", (64, 128, 256))
+            ),
             dropout=space.float("dropout", 0.0, 0.5, step=0.1),
             head_dropout=space.float("head_dropout", 0.0, 0.6, step=0.1),
             attention_units=cfg.attention_units,
             embedding_dropout=space.float("embedding_dropout", 0.0, 0.5, step=0.1),
         )
+        if pretrained:  # before pretraining, which then starts from the vectors
+            embedding = model.get_layer("embedding")
+            vocabulary = splits.info["vectorizer"].get_vocabulary()
+            initial = embedding.get_weights()[0]
+            embedding.set_weights([embedding_matrix(vocabulary, initial, cfg.embeddings)])
         if cfg.pretrain_epochs:
             info = splits.info
             texts = [*info["texts"][info["parts"][0]], *info["unlabelled"]]
@@ -201,13 +248,19 @@ class SentimentTask(Task):
         )
         return model
 
+    def deployable(self, model: keras.Model, splits: Splits, cfg: SentimentConfig) -> keras.Model:
+        """The trained network averaged with the split's fixed expert (unchanged without one)."""
+        expert = splits.info.get("expert")
+        if expert is None:
+            return model
+        return with_linear_expert(model, expert.vectorizer, expert.weights, expert.bias)
+
     # ---- evaluation -------------------------------------------------------------------------
     def evaluate(self, model: keras.Model, splits: Splits, cfg: SentimentConfig) -> Report:
         info = splits.info
         test = info["parts"][2]
-        probability = _probabilities(model, info["texts"][test])
         labels = info["labels"][test]
-        metrics = classification_metrics(labels, probability)
+        metrics, probability = part_metrics(model, info["texts"][test], labels)
         majority = int(info["labels"][info["parts"][0]].mean() >= 0.5)  # of the training part
         metrics["baseline_majority_accuracy"] = float(np.mean(labels == majority))
         if info["folds"]:
@@ -232,10 +285,10 @@ class SentimentTask(Task):
             splits = self.make_splits(cfg, info["texts"], info["labels"], parts)
             model = self.build_model(cfg, splits)
             fit(self, cfg, model, splits, RunOptions(), metrics_prefix=f"fold{k}_")
-            probability = _probabilities(model, info["texts"][parts[2]])
-            scores.append(classification_metrics(info["labels"][parts[2]], probability))
+            model = self.deployable(model, splits, cfg)
+            scores.append(part_metrics(model, info["texts"][parts[2]], info["labels"][parts[2]])[0])
         summary = {}
-        for name in ("accuracy", "f1", "roc_auc"):
+        for name in [n for n in first if not n.startswith("baseline_")]:
             values = [s[name] for s in scores]
             summary[f"cv_{name}_mean"] = float(np.mean(values))
             summary[f"cv_{name}_std"] = float(np.std(values, ddof=1))
@@ -244,6 +297,38 @@ class SentimentTask(Task):
 
 def _probabilities(model: keras.Model, texts: np.ndarray) -> np.ndarray:
     return model.predict(np.asarray(texts, dtype=object), batch_size=256, verbose=0).ravel()
+
+
+def part_probabilities(model: keras.Model, texts: np.ndarray) -> dict[str, np.ndarray]:
+    """p(positive) of the deployed model (key ""), of its network alone ("recurrent_") and,
+    in an ensemble, of its expert alone ("expert_"), from one pass over ``texts``."""
+    texts = np.asarray(texts, dtype=object)
+    if not any(layer.name == "expert" for layer in model.layers):  # the network is the model
+        probability = model.predict(texts, batch_size=256, verbose=0).ravel()
+        return {"": probability, "recurrent_": probability}
+    names = {
+        "": model.outputs[0],
+        "recurrent_": model.get_layer("probability").output,
+        "expert_": model.get_layer("expert").output,
+    }
+    outputs = keras.Model(model.inputs, list(names.values())).predict(
+        texts, batch_size=256, verbose=0
+    )
+    return {name: np.asarray(p).ravel() for name, p in zip(names, outputs, strict=True)}
+
+
+def part_metrics(
+    model: keras.Model, texts: np.ndarray, labels: np.ndarray
+) -> tuple[dict[str, float], np.ndarray]:
+    """Classification metrics of the deployed model and of each part (``recurrent_accuracy``
+    ...), and the deployed model's probabilities."""
+    probabilities = part_probabilities(model, texts)
+    metrics = {
+        prefix + name: value
+        for prefix, probability in probabilities.items()
+        for name, value in classification_metrics(labels, probability).items()
+    }
+    return metrics, probabilities[""]
 
 
 def classification_metrics(labels: np.ndarray, probability: np.ndarray) -> dict[str, float]:
@@ -277,30 +362,52 @@ def explain_texts(model: keras.Model, texts: list[str]) -> list[Explanation]:
     probability, weights, ids = attention_explainer(model, VECTORIZER).predict(
         np.array(texts, dtype=object), verbose=0
     )
-    effects = occlusion_effects(model, ids)
+    effects = occlusion_effects(model, texts, ids)
     return [
         Explanation(text, tokens(row, vocab), w[row != 0].tolist(), e.tolist(), float(p[0]))
         for text, p, w, e, row in zip(texts, probability, weights, effects, ids, strict=True)
     ]
 
 
-def occlusion_effects(model: keras.Model, ids: np.ndarray) -> list[np.ndarray]:
-    """Per text, p(positive) of the whole text minus p(positive) without each of its words.
+def occlusion_effects(model: keras.Model, texts: list[str], ids: np.ndarray) -> list[np.ndarray]:
+    """Per text, p(positive) of the whole text minus p(positive) without each of its words
+    (the ``ids`` the vocabulary gave it, [UNK] included).
 
-    A word is deleted by setting its id to padding: the mask then skips it in both recurrent
-    directions and in the pooling, exactly as if it had never been written. All variants of
-    all texts go through the model in one batched call."""
-    scorer = keras.Model(model.get_layer(VECTORIZER).output, model.outputs[0])
-    variants, owners = [], []
-    for i, row in enumerate(ids):
-        kept = np.flatnonzero(row)
-        deleted = np.repeat(row[None], len(kept), axis=0)
-        deleted[np.arange(len(kept)), kept] = 0
-        variants += [row[None], deleted]
-        owners += [i] * (len(kept) + 1)
-    scores = scorer.predict(np.concatenate(variants), batch_size=256, verbose=0).ravel()
+    A word is deleted from the text itself: the whitespace-separated piece of the raw text it
+    came from is removed (the vocabulary's standardisation only lowercases and strips
+    punctuation, so each piece gives at most one word), so every part of the model, the network
+    and the expert's n-grams alike, reads the text as if that word had never been written. All
+    variants of all texts go through the model in one batched call."""
+    standardize = model.get_layer(VECTORIZER).get_config()["standardize"]
+    pieces = [
+        [w.decode() for w in row] for row in tf.strings.split(list(map(str, texts))).to_list()
+    ]
+    flat = standardized([piece for row in pieces for piece in row], standardize)
+    variants, owners, start = [], [], 0
+    for i, (row, text) in enumerate(zip(ids, pieces, strict=True)):
+        words, start = flat[start : start + len(text)], start + len(text)
+        n = int(np.count_nonzero(row))  # the first n words (the vocabulary cuts at max_length)
+        spoken = [k for k, word in enumerate(words) if word][:n]  # the pieces that are words
+        variants += [str(texts[i])] + [" ".join(text[:k] + text[k + 1 :]) for k in spoken]
+        owners += [i] * (len(spoken) + 1)
+    scores = _probabilities(model, np.array(variants, dtype=object))
     bounds = np.cumsum([0, *np.bincount(owners, minlength=len(ids))])
     return [scores[a] - scores[a + 1 : b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+
+
+def standardized(pieces: list[str], standardize: str | None) -> list[str]:
+    """Each piece after a built-in ``TextVectorization`` standardisation (Keras' lowercasing
+    and punctuation pattern); "" where nothing is left."""
+    if not pieces:
+        return []
+    inputs = tf.constant(pieces, tf.string)
+    if standardize in ("lower", "lower_and_strip_punctuation"):
+        inputs = tf.strings.lower(inputs)
+    if standardize in ("strip_punctuation", "lower_and_strip_punctuation"):
+        inputs = tf.strings.regex_replace(inputs, PUNCTUATION, "")
+    elif standardize not in (None, "lower"):
+        raise ValueError(f"occlusion needs a built-in standardize, got {standardize!r}")
+    return [w.decode().strip() for w in inputs.numpy()]
 
 
 def explain(

@@ -1,8 +1,10 @@
 """End-to-end checks of ``python -m pipelines.sentiment``: MLflow contents, reload, predict mode,
-k-fold, the packaged data and every bad input."""
+k-fold, the packaged data, GloVe init, the NB-SVM expert of the deployed model and every bad
+input."""
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from pathlib import Path
 
@@ -12,9 +14,16 @@ import pandas as pd
 import pytest
 
 from pipelines.core import DataError, RunOptions, main, run
+from pipelines.core.embeddings import GLOVE_VECTORS, GLOVE_WORDS, embedding_matrix
 from pipelines.datasets.text_builders import load_labelled_texts
 from pipelines.sentiment.pretrain import plot_synopses, pretrain
-from pipelines.sentiment.task import VECTORIZER, SentimentConfig, SentimentTask, explain_texts
+from pipelines.sentiment.task import (
+    VECTORIZER,
+    SentimentConfig,
+    SentimentTask,
+    explain_texts,
+    part_probabilities,
+)
 from tests.conftest import runs_of
 
 
@@ -23,8 +32,18 @@ def cli(argv: list[str]) -> int:
     return main(SentimentTask(), argv)
 
 
-TINY = dict(epochs=2, units=8, embedding_dim=8, attention_units=8, batch_size=16, explain=4)
-TINY_FLAGS = ["--epochs", "1", "--units", "8", "--embedding-dim", "8", "--attention-units", "8"]
+# The defaults' GloVe init (50d) and NB-SVM expert, with a tiny network.
+TINY = dict(epochs=2, units=8, attention_units=8, batch_size=16, explain=4)
+TINY_FLAGS = ["--epochs", "1", "--units", "8", "--attention-units", "8"]
+# Texts with capitals, punctuation, unseen words and unseen bigrams.
+PROBES = ["The film was GREAT!", "boring, and weak", "the cast 3 was superb", "zzz qqq film", ""]
+
+
+@functools.cache
+def glove(word: str) -> np.ndarray:
+    """The GloVe vector of ``word``, read from the package files directly."""
+    words = pd.read_parquet(GLOVE_WORDS.path())["index"].tolist()
+    return np.load(GLOVE_VECTORS.path(), mmap_mode="r")[words.index(word)]
 
 
 def reviews_csv(path: Path, n: int = 120) -> Path:
@@ -60,10 +79,15 @@ def test_run_is_fully_tracked(trained):
     (logged,) = runs_of(uri, "sentiment")
     assert logged.info.status == "FINISHED"
     assert logged.data.tags["task"] == "sentiment" and logged.data.tags["cell"] == "lstm"
-    for key in ("cell", "units", "dropout", "weight_decay", "max_tokens", "folds", "data"):
+    for key in ("cell", "units", "dropout", "weight_decay", "max_tokens", "folds", "data",
+                "embeddings", "expert"):  # fmt: skip
         assert key in logged.data.params
+    assert logged.data.params["embeddings"] == "glove" and logged.data.params["expert"] == "nbsvm"
     for key in ("test_accuracy", "test_f1", "test_roc_auc", "baseline_majority_accuracy"):
         assert 0.0 <= logged.data.metrics[key] <= 1.0
+    for part in ("recurrent", "expert"):  # each part of the deployed ensemble alone
+        for name in ("accuracy", "f1", "roc_auc"):
+            assert 0.0 <= logged.data.metrics[f"test_{part}_{name}"] <= 1.0
     client = mlflow.MlflowClient(uri)
     files = {
         f.path for d in ("figures", "results") for f in client.list_artifacts(logged.info.run_id, d)
@@ -89,6 +113,66 @@ def test_logged_model_takes_raw_strings_and_predicts_the_same(trained):
     np.testing.assert_allclose(
         reloaded.predict(texts, verbose=0), result.model.predict(texts, verbose=0), atol=1e-6
     )
+    # The logged model is the deployed ensemble, its parts and n-gram vocabulary included.
+    before, after = (
+        part_probabilities(m, np.array(PROBES, object)) for m in (result.model, reloaded)
+    )
+    assert set(after) == {"", "recurrent_", "expert_"}
+    for part in after:
+        np.testing.assert_allclose(after[part], before[part], atol=1e-6)
+
+
+def test_deployed_model_is_the_mean_of_the_network_and_the_sklearn_fitted_expert(tmp_path):
+    data = reviews_csv(tmp_path / "reviews.csv")
+    cfg = SentimentConfig(data=str(data), text_column="review", label_column="mood", **TINY)
+    task = SentimentTask()
+    splits = task.data(cfg)
+    network = task.build_model(cfg, splits)
+    deployed = task.deployable(network, splits, cfg)
+    texts = np.array([*splits.info["texts"][splits.info["parts"][2]], *PROBES], dtype=object)
+    parts = part_probabilities(deployed, texts)
+    expert = splits.info["expert"]
+    # The Keras featurisation and unit reproduce the scikit-learn model they were fitted from.
+    np.testing.assert_allclose(parts["expert_"], expert.probability(texts), atol=1e-5)
+    np.testing.assert_allclose(parts["recurrent_"], network.predict(texts, verbose=0).ravel(),
+                               atol=1e-6)  # fmt: skip
+    np.testing.assert_allclose(parts[""], (parts["recurrent_"] + parts["expert_"]) / 2, atol=1e-6)
+    assert not deployed.get_layer("expert").trainable
+    # The sentiment words carry the expert's weight, not the filler.
+    weight = dict(zip(expert.vectorizer.get_vocabulary(), expert.weights, strict=True))
+    assert (
+        min(weight[w] for w in ("great", "superb")) > 0 > max(weight[w] for w in ("awful", "dull"))
+    )
+    assert abs(weight["film"]) < min(abs(weight[w]) for w in ("great", "superb", "awful", "dull"))
+
+
+def test_expert_none_deploys_the_network_alone(tmp_path):
+    data = reviews_csv(tmp_path / "reviews.csv", n=60)
+    alone = dict(expert="none", embeddings="none", embedding_dim=8)
+    cfg = SentimentConfig(data=str(data), text_column="review", label_column="mood",
+                          **TINY | alone)  # fmt: skip
+    result = run(SentimentTask(), cfg, RunOptions(tracking_uri=f"sqlite:///{tmp_path}/m.db",
+                                                  log_model=False))  # fmt: skip
+    assert "expert" not in [layer.name for layer in result.model.layers]
+    assert result.metrics["test_recurrent_accuracy"] == result.metrics["test_accuracy"]
+    assert not any(name.startswith("test_expert_") for name in result.metrics)
+    assert result.model.get_layer("embedding").get_weights()[0].shape[1] == 8
+
+
+def test_embedding_starts_from_glove_for_known_words_and_keeps_its_init_for_others(tmp_path):
+    data = reviews_csv(tmp_path / "reviews.csv")
+    cfg = SentimentConfig(data=str(data), text_column="review", label_column="mood", **TINY)
+    task = SentimentTask()
+    splits = task.data(cfg)
+    weights = task.build_model(cfg, splits).get_layer("embedding").get_weights()[0]
+    vocabulary = splits.info["vectorizer"].get_vocabulary()
+    for word in ("film", "great", "boring", "the"):
+        np.testing.assert_array_equal(weights[vocabulary.index(word)], glove(word))
+    np.testing.assert_allclose(glove("the")[:3], [0.418, 0.24968, -0.41242])  # glove.6B.50d.txt
+    initial = np.random.default_rng(0).uniform(-0.05, 0.05, (4, 50)).astype("float32")
+    matrix = embedding_matrix(["", "[UNK]", "moving", "zzqxjv"], initial)
+    np.testing.assert_array_equal(matrix[[0, 1, 3]], initial[[0, 1, 3]])
+    np.testing.assert_array_equal(matrix[2], glove("moving"))
 
 
 def test_predict_prints_label_probability_and_word_effects(trained, capsys):
@@ -112,6 +196,16 @@ def test_occlusion_effect_is_the_change_when_the_word_is_deleted(trained):
     without = [" ".join(words[:i] + words[i + 1 :]) for i in range(len(words))]
     p = result.model.predict(np.array([text, *without], dtype=object), verbose=0).ravel()
     assert item.words == words
+    np.testing.assert_allclose(item.effects, p[0] - p[1:], atol=1e-5)
+    # Punctuation and capitals: the word "wasnt" is the piece "wasn't" of the raw text, which the
+    # expert reads as "wasn t"; deleting the word deletes that piece for both parts.
+    text = "The film, sadly, wasn't great !"
+    (item,) = explain_texts(result.model, [text])
+    pieces = text.split()
+    without = [" ".join(pieces[:i] + pieces[i + 1 :]) for i in range(5)]  # "!" is no word
+    p = result.model.predict(np.array([text, *without], dtype=object), verbose=0).ravel()
+    assert item.words[:4] == ["the", "film", "[UNK]", "[UNK]"] and len(item.words) == 5
+    np.testing.assert_allclose(item.probability, p[0], atol=1e-6)
     np.testing.assert_allclose(item.effects, p[0] - p[1:], atol=1e-5)
 
 
@@ -191,6 +285,28 @@ def test_bad_input_is_one_line_exit_2_and_a_failed_run(case, workdir, tracking_u
     assert not (workdir / "out" / "explanations.csv").exists()
 
 
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--embedding-dim", "64"], "--embeddings glove needs --embedding-dim 50"),
+        (["--expert", "svm"], None),  # argparse rejects a value outside the choices
+    ],
+)
+def test_bad_embedding_and_expert_flags_are_one_line_exit_2(
+    flags, message, workdir, tracking_uri, capsys
+):
+    if message is None:
+        with pytest.raises(SystemExit) as exit_:
+            cli([*flags, "--tracking-uri", tracking_uri])
+        assert exit_.value.code == 2 and "invalid choice: 'svm'" in capsys.readouterr().err
+        return
+    code = cli([*flags, "--tracking-uri", tracking_uri])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and err[0].startswith("error: ") and message in err[0], err
+    (failed,) = runs_of(tracking_uri, "sentiment")
+    assert failed.info.status == "FAILED" and message in failed.data.tags["error"]
+
+
 def test_negative_pretraining_epochs_are_one_line_exit_2_and_a_failed_run(
     workdir, tracking_uri, capsys
 ):
@@ -208,8 +324,8 @@ def test_k_fold_reports_mean_and_std(workdir, tracking_uri, capsys):
                 "--tracking-uri", tracking_uri])  # fmt: skip
     assert code == 0, capsys.readouterr().err
     (logged,) = runs_of(tracking_uri, "sentiment")
-    for name in ("accuracy", "f1", "roc_auc"):
-        assert f"test_cv_{name}_mean" in logged.data.metrics
+    for name in ("accuracy", "f1", "roc_auc", "recurrent_accuracy", "expert_accuracy"):
+        assert f"test_cv_{name}_mean" in logged.data.metrics  # each fold fits its own expert
         assert logged.data.metrics[f"test_cv_{name}_std"] >= 0
 
 
@@ -239,6 +355,8 @@ def test_pretraining_trains_the_classifiers_own_encoder(tmp_path):
     splits = task.data(cfg)
     model = task.build_model(cfg, splits)
     before = [model.get_layer(n).get_weights()[0].copy() for n in ("embedding", "birnn_0")]
+    vocabulary = splits.info["vectorizer"].get_vocabulary()
+    np.testing.assert_array_equal(before[0][vocabulary.index("film")], glove("film"))  # from GloVe
     texts = splits.info["texts"][splits.info["parts"][0]]
     losses = pretrain(model, VECTORIZER, texts, epochs=3, batch_size=16, seed=0)
     assert losses[-1] < losses[0]
