@@ -122,12 +122,17 @@ def test_logged_model_takes_raw_strings_and_predicts_the_same(trained):
         np.testing.assert_allclose(after[part], before[part], atol=1e-6)
 
 
-def test_deployed_model_is_the_mean_of_the_network_and_the_sklearn_fitted_expert(tmp_path):
+def untrained(tmp_path):
+    """Task, config, splits and a freshly built network on the tiny review file."""
     data = reviews_csv(tmp_path / "reviews.csv")
     cfg = SentimentConfig(data=str(data), text_column="review", label_column="mood", **TINY)
     task = SentimentTask()
     splits = task.data(cfg)
-    network = task.build_model(cfg, splits)
+    return task, cfg, splits, task.build_model(cfg, splits)
+
+
+def test_deployed_model_is_the_mean_of_the_network_and_the_sklearn_fitted_expert(tmp_path):
+    task, cfg, splits, network = untrained(tmp_path)
     deployed = task.deployable(network, splits, cfg)
     texts = np.array([*splits.info["texts"][splits.info["parts"][2]], *PROBES], dtype=object)
     parts = part_probabilities(deployed, texts)
@@ -349,11 +354,7 @@ def test_help_lists_task_flags(capsys):
 
 
 def test_pretraining_trains_the_classifiers_own_encoder(tmp_path):
-    data = reviews_csv(tmp_path / "reviews.csv")
-    cfg = SentimentConfig(data=str(data), text_column="review", label_column="mood", **TINY)
-    task = SentimentTask()
-    splits = task.data(cfg)
-    model = task.build_model(cfg, splits)
+    task, cfg, splits, model = untrained(tmp_path)
     before = [model.get_layer(n).get_weights()[0].copy() for n in ("embedding", "birnn_0")]
     vocabulary = splits.info["vectorizer"].get_vocabulary()
     np.testing.assert_array_equal(before[0][vocabulary.index("film")], glove("film"))  # from GloVe
