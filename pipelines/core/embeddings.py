@@ -50,15 +50,11 @@ def pretrained_dim(name: str = "glove") -> int:
 
 
 def embedding_matrix(
-    vocabulary: Sequence[str], initial: np.ndarray | int, name: str = "glove", seed: int = 0
+    vocabulary: Sequence[str], initial: np.ndarray, name: str = "glove"
 ) -> np.ndarray:
     """``[len(vocabulary), dim]`` weights: the pretrained vector where a word is known, the row
-    of ``initial`` otherwise. An int ``initial`` is the dimension, the other rows then drawn
-    like Keras' default embedding init (uniform in +-0.05)."""
+    of ``initial`` otherwise."""
     rows, vectors = pretrained_vectors(name)
-    if isinstance(initial, int | np.integer):
-        rng = np.random.default_rng(seed)
-        initial = rng.uniform(-0.05, 0.05, (len(vocabulary), int(initial)))
     matrix = np.array(initial, dtype=np.float32)  # a copy: the caller's array stays as it was
     if matrix.shape != (len(vocabulary), vectors.shape[1]):
         raise ValueError(

@@ -304,7 +304,7 @@ def part_probabilities(model: keras.Model, texts: np.ndarray) -> dict[str, np.nd
     in an ensemble, of its expert alone ("expert_"), from one pass over ``texts``."""
     texts = np.asarray(texts, dtype=object)
     if not any(layer.name == "expert" for layer in model.layers):  # the network is the model
-        probability = model.predict(texts, batch_size=256, verbose=0).ravel()
+        probability = _probabilities(model, texts)
         return {"": probability, "recurrent_": probability}
     names = {
         "": model.outputs[0],

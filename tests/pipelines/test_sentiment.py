@@ -165,11 +165,8 @@ def test_expert_none_deploys_the_network_alone(tmp_path):
 
 
 def test_embedding_starts_from_glove_for_known_words_and_keeps_its_init_for_others(tmp_path):
-    data = reviews_csv(tmp_path / "reviews.csv")
-    cfg = SentimentConfig(data=str(data), text_column="review", label_column="mood", **TINY)
-    task = SentimentTask()
-    splits = task.data(cfg)
-    weights = task.build_model(cfg, splits).get_layer("embedding").get_weights()[0]
+    _, _, splits, model = untrained(tmp_path)
+    weights = model.get_layer("embedding").get_weights()[0]
     vocabulary = splits.info["vectorizer"].get_vocabulary()
     for word in ("film", "great", "boring", "the"):
         np.testing.assert_array_equal(weights[vocabulary.index(word)], glove(word))
