@@ -7,6 +7,7 @@ param, so the common hyperparameters keep one name across tasks (``cell``, ``uni
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +38,12 @@ class TaskConfig:
     epochs: int = option(20, "maximum training epochs (early stopping may end sooner)")
     batch_size: int = option(64, "training batch size")
     patience: int = option(5, "early-stopping patience in epochs (0 disables it)")
+    average_last: float = option(
+        0.0,
+        "share of the epochs, counted back from the last, whose weights are averaged "
+        "(stochastic weight averaging); training then runs all --epochs, without early "
+        "stopping; 0 disables it",
+    )
     seed: int = option(42, "random seed for data splits, initialisation and shuffling")
 
     def validate(self) -> None:
@@ -44,6 +51,8 @@ class TaskConfig:
         self.require_positive("units", "layers", "epochs", "batch_size", "learning_rate")
         self.require_rate("dropout", "recurrent_dropout")
         self.require_non_negative("weight_decay", "patience")
+        if not 0.0 <= self.average_last <= 1.0:
+            raise ConfigError(f"--average-last must be in [0, 1], got {self.average_last}")
         for f in dataclasses.fields(self):
             choices = f.metadata.get("choices")
             if choices and getattr(self, f.name) not in choices:
@@ -76,6 +85,13 @@ class TaskConfig:
     def to_params(self) -> dict[str, Any]:
         """Flat dict of the resolved config, as logged to MLflow."""
         return dataclasses.asdict(self)
+
+    @property
+    def first_averaged_epoch(self) -> int | None:
+        """1-based epoch from which ``average_last`` averages the weights (None: off)."""
+        if not self.average_last:
+            return None
+        return self.epochs - math.ceil(self.average_last * self.epochs) + 1
 
 
 def new_default(name: str, value: Any) -> Any:

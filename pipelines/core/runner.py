@@ -28,6 +28,7 @@ from pipelines.core.config import RunOptions, TaskConfig
 from pipelines.core.errors import ConfigError, PipelineError
 from pipelines.core.strategy import is_chief, select_strategy, spans_workers
 from pipelines.core.task import Report, Splits, Task
+from pipelines.core.training import WeightAveraging
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
@@ -173,7 +174,8 @@ def fit(
     validation: bool = True,
     metrics_prefix: str = "",
 ) -> dict[str, list[float]]:
-    """Fit with early stopping on the task objective, NaN guard and optional backup/restore.
+    """Fit with early stopping on the task objective (or weight averaging, ``--average-last``),
+    NaN guard and optional backup/restore.
 
     ``initial_epoch`` lets Hyperband continue a trial; ``metrics_prefix`` keeps the curves of a
     tuning trial's repeated executions apart.
@@ -181,7 +183,9 @@ def fit(
     callbacks: list[keras.callbacks.Callback] = [keras.callbacks.TerminateOnNaN()]
     if is_chief():
         callbacks.append(tracking.EpochMetrics(metrics_prefix))
-    if cfg.patience:
+    if cfg.average_last:  # the mean of the last epochs replaces early stopping's pick of one
+        callbacks.append(WeightAveraging(cfg.first_averaged_epoch))
+    elif cfg.patience:
         callbacks.append(
             keras.callbacks.EarlyStopping(
                 monitor=task.objective,
