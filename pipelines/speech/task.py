@@ -109,6 +109,7 @@ class SpeechConfig(TaskConfig):
     epochs: int = new_default("epochs", 25)
     batch_size: int = new_default("batch_size", 32)
     patience: int = new_default("patience", 4)
+    average_last: float = new_default("average_last", 0.6)
 
     def validate(self) -> None:
         super().validate()
