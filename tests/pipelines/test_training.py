@@ -79,6 +79,7 @@ def test_fit_with_average_last_trains_every_epoch_and_keeps_the_average(tracking
     recorder = _Recorder()
     model = _model()
     mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_experiment("training")  # not an experiment id an earlier test left active
     with mlflow.start_run():
         history = fit(_Task(), cfg, model, splits, RunOptions(), [recorder])
     assert len(history["loss"]) == 6
