@@ -22,7 +22,7 @@ class WeightAveraging(keras.callbacks.Callback):
 
     With a constant learning rate the weights keep circling a wide minimum and the held-out
     score swings from epoch to epoch (isolated words on a new voice: 73-85 % across epochs
-    10-25 of one run); their mean sits nearer the centre of that minimum. If training ends
+    11-19 of one run); their mean sits nearer the centre of that minimum. If training ends
     before ``start`` the weights are left as they are.
     """
 
