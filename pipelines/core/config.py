@@ -51,8 +51,7 @@ class TaskConfig:
         self.require_positive("units", "layers", "epochs", "batch_size", "learning_rate")
         self.require_rate("dropout", "recurrent_dropout")
         self.require_non_negative("weight_decay", "patience")
-        if not 0.0 <= self.average_last <= 1.0:
-            raise ConfigError(f"--average-last must be in [0, 1], got {self.average_last}")
+        self._require(("average_last",), lambda v: 0.0 <= v <= 1.0, "must be in [0, 1]")
         for f in dataclasses.fields(self):
             choices = f.metadata.get("choices")
             if choices and getattr(self, f.name) not in choices:

@@ -183,8 +183,9 @@ def fit(
     callbacks: list[keras.callbacks.Callback] = [keras.callbacks.TerminateOnNaN()]
     if is_chief():
         callbacks.append(tracking.EpochMetrics(metrics_prefix))
-    if cfg.average_last:  # the mean of the last epochs replaces early stopping's pick of one
-        callbacks.append(WeightAveraging(cfg.first_averaged_epoch))
+    first_averaged = cfg.first_averaged_epoch
+    if first_averaged:  # the mean of the last epochs replaces early stopping's pick of one
+        callbacks.append(WeightAveraging(first_averaged))
     elif cfg.patience:
         callbacks.append(
             keras.callbacks.EarlyStopping(

@@ -35,6 +35,12 @@ def _model() -> keras.Model:
     return model
 
 
+def _assert_mean_of(model: keras.Model, epochs: list[list[np.ndarray]]) -> None:
+    for i, averaged in enumerate(model.get_weights()):
+        expected = np.mean([weights[i] for weights in epochs], axis=0)
+        np.testing.assert_allclose(averaged, expected, rtol=1e-5, atol=1e-6)
+
+
 def _fit(callbacks: list[keras.callbacks.Callback], epochs: int) -> keras.Model:
     model = _model()
     model.fit(_data().batch(16), epochs=epochs, callbacks=callbacks, verbose=0)
@@ -44,9 +50,7 @@ def _fit(callbacks: list[keras.callbacks.Callback], epochs: int) -> keras.Model:
 def test_weight_averaging_sets_the_mean_of_the_epochs_from_start_on():
     recorder = _Recorder()
     model = _fit([recorder, WeightAveraging(start=3)], epochs=5)
-    for i, averaged in enumerate(model.get_weights()):
-        expected = np.mean([weights[i] for weights in recorder.epochs[2:]], axis=0)
-        np.testing.assert_allclose(averaged, expected, rtol=1e-5, atol=1e-6)
+    _assert_mean_of(model, recorder.epochs[2:])
     assert not np.allclose(model.get_weights()[0], recorder.epochs[-1][0])
 
 
@@ -83,6 +87,4 @@ def test_fit_with_average_last_trains_every_epoch_and_keeps_the_average(tracking
     with mlflow.start_run():
         history = fit(_Task(), cfg, model, splits, RunOptions(), [recorder])
     assert len(history["loss"]) == 6
-    for i, averaged in enumerate(model.get_weights()):
-        expected = np.mean([weights[i] for weights in recorder.epochs[3:]], axis=0)
-        np.testing.assert_allclose(averaged, expected, rtol=1e-5, atol=1e-6)
+    _assert_mean_of(model, recorder.epochs[3:])
