@@ -116,7 +116,7 @@ def train_child(task: Task, cfg: TaskConfig, opts: RunOptions) -> runner.Result:
     name = f"{runner.run_name(task, cfg, opts)}-seed{cfg.seed}"
     with tracking.tracked_run(name, tags | task.run_tags(cfg), nested=True):
         tracking.log_params(cfg.to_params() | {"precision": opts.precision})
-        return runner.train_and_evaluate(task, cfg, opts)
+        return runner.train_folds_or_one(task, cfg, opts)
 
 
 def summary_row(cell: str, seed: int, result: runner.Result) -> dict[str, float | str | int]:
@@ -128,7 +128,7 @@ def summary_row(cell: str, seed: int, result: runner.Result) -> dict[str, float 
     return {
         "cell": cell,
         "seed": seed,
-        "parameter_count": result.model.count_params(),
+        "parameter_count": result.parameter_count,
         "train_seconds": result.train_seconds,
     } | metrics
 

@@ -7,12 +7,14 @@ line on stderr with exit code 2.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,8 @@ from pipelines.core import tracking
 from pipelines.core.cli import build_parser, split_namespace
 from pipelines.core.config import RunOptions, TaskConfig
 from pipelines.core.errors import ConfigError, PipelineError
+from pipelines.core.folds import mean_history, test_metrics
+from pipelines.core.folds import summary as fold_summary
 from pipelines.core.strategy import is_chief, select_strategy, spans_workers
 from pipelines.core.task import Report, Splits, Task
 from pipelines.core.training import WeightAveraging
@@ -38,12 +42,14 @@ EXIT_INTERRUPTED = 130
 class Result:
     """A finished run: the trained model, its report, training history and where it was logged."""
 
-    model: keras.Model | None  # None on a tuning worker: the chief holds the search's result
+    model: keras.Model | None  # None on a tuning worker (the chief holds the search's result)
+    # and after folds (one model per fold, each logged in its own run)
     report: Report
     history: dict[str, list[float]]
     metrics: dict[str, float]
     run_id: str | None = None
     train_seconds: float = 0.0
+    parameter_count: int = 0
 
 
 def main(task: Task, argv: list[str] | None = None) -> int:
@@ -77,7 +83,7 @@ def run(task: Task, cfg: TaskConfig, opts: RunOptions) -> Result:
     opts.validate()
     if not (opts.tune or is_chief()):  # a multi-worker peer trains in lockstep; the chief logs
         cfg.validate()
-        return train_and_evaluate(task, cfg, opts)
+        return train_folds_or_one(task, cfg, opts)
     tracking.connect(tracking.resolve_tracking_uri(opts.tracking_uri))
     tracking.use_experiment(opts.experiment or task.name)
     if opts.tune:
@@ -94,7 +100,7 @@ def run(task: Task, cfg: TaskConfig, opts: RunOptions) -> Result:
             tracking.log_params(cfg.to_params() | {"precision": opts.precision})
             mlflow.log_dict(cfg.to_params(), "config.json")
         cfg.validate()
-        result = train_and_evaluate(task, cfg, opts)
+        result = train_folds_or_one(task, cfg, opts)
         result.run_id = active.info.run_id
         if output:
             write_outputs(output, result)
@@ -104,6 +110,45 @@ def run(task: Task, cfg: TaskConfig, opts: RunOptions) -> Result:
 def run_name(task: Task, cfg: TaskConfig, opts: RunOptions) -> str:
     data = Path(cfg.data).stem if cfg.data else "default"
     return opts.run_name or f"{task.name}-{cfg.cell}-{data}"
+
+
+def train_folds_or_one(task: Task, cfg: TaskConfig, opts: RunOptions) -> Result:
+    """``cfg`` trained and evaluated, or, when the task splits it into folds, every fold as a
+    child run and their summary (mean, worst and best fold of each test metric)."""
+    folds = task.folds(cfg)
+    if not folds:
+        return train_and_evaluate(task, cfg, opts)
+    if opts.resume:
+        raise ConfigError("--resume does not combine with folds: rerun the folds from scratch")
+    fold_opts = dataclasses.replace(opts, output="")  # fold checkpoints would overwrite each other
+    rows, results = [], []
+    for name, fold_cfg in folds:
+        with _fold_run(task, fold_cfg, opts, name):
+            results.append(train_and_evaluate(task, fold_cfg, fold_opts))
+        rows.append({"fold": name} | test_metrics(results[-1].metrics))
+    report = fold_summary(rows)
+    metrics = tracking.log_report(report) if is_chief() else tracking.report_metrics(report)
+    return Result(
+        None,
+        report,
+        mean_history([r.history for r in results]),
+        metrics,
+        train_seconds=sum(r.train_seconds for r in results),
+        parameter_count=results[0].parameter_count,
+    )
+
+
+@contextlib.contextmanager
+def _fold_run(task: Task, cfg: TaskConfig, opts: RunOptions, fold: str) -> Iterator[None]:
+    """The fold's child run, with its own params and tags, on the chief; nothing elsewhere."""
+    if not is_chief():
+        yield
+        return
+    tags = {"task": task.name, "cell": cfg.cell, "data": cfg.data, "fold": fold}
+    name = f"{run_name(task, cfg, opts)}-{fold}"
+    with tracking.tracked_run(name, tags | task.run_tags(cfg), nested=True):
+        tracking.log_params(cfg.to_params() | {"precision": opts.precision})
+        yield
 
 
 def train_and_evaluate(
@@ -133,8 +178,9 @@ def train_and_evaluate(
         model.jit_compile = True
     model.steps_per_execution = opts.steps_per_execution
     chief = is_chief()
+    parameter_count = model.count_params()
     if chief:
-        mlflow.log_param("parameter_count", model.count_params())
+        mlflow.log_param("parameter_count", parameter_count)
     started = time.perf_counter()
     if merge_validation:
         merged = dataclasses.replace(splits, train=splits.train.concatenate(splits.validation))
@@ -151,7 +197,14 @@ def train_and_evaluate(
     if (opts.log_model if log_model is None else log_model) and chief:
         tracking.log_keras_model(model, task.input_example(splits))
         task.log_serving_model(model, splits, cfg, report)
-    return Result(model, report, history, metrics, train_seconds=train_seconds)
+    return Result(
+        model,
+        report,
+        history,
+        metrics,
+        train_seconds=train_seconds,
+        parameter_count=parameter_count,
+    )
 
 
 def _local_copy(task: Task, cfg: TaskConfig, splits: Splits, model: keras.Model) -> keras.Model:

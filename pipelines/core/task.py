@@ -142,6 +142,12 @@ class Task(abc.ABC):
         """
         return None
 
+    def folds(self, cfg: TaskConfig) -> list[tuple[str, TaskConfig]]:
+        """Named configs to train one after another as cross-validation folds (each a child
+        run; the parent summarises them, see :mod:`pipelines.core.folds`), or ``[]`` to train
+        ``cfg`` itself (the default)."""
+        return []
+
     def run_tags(self, cfg: TaskConfig) -> dict[str, str]:
         """Extra MLflow tags a task wants on its runs."""
         return {}

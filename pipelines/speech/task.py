@@ -16,6 +16,7 @@ recording is shared between training and test.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,6 +60,7 @@ SPLITS = ("random", "speaker")
 NORMALIZATIONS = ("auto", "speaker", "utterance", "global")
 SWITCHES = ("on", "off")
 PARTS = ("train", "validation", "test")
+ALL_SPEAKERS = "all"
 
 
 @dataclass
@@ -68,7 +70,12 @@ class SpeechConfig(TaskConfig):
     )
     mode: str = option("ctc", "connected digits with CTC, or one label per recording", MODES)
     split: str = option("random", "hold out recordings at random, or a whole speaker", SPLITS)
-    held_out_speaker: str = option("", "speaker held out by --split speaker (default: first)")
+    held_out_speaker: str = option(
+        "",
+        "speaker held out by --split speaker (default: the first); 'all' holds out each speaker "
+        "in turn (leave-one-speaker-out, a child run per speaker; the run logs the mean, worst "
+        "and best speaker)",
+    )
     transcripts: str = option("transcripts.txt", "transcript file inside a WAV folder")
     utterances: int = option(
         2000, "connected utterances built for training (validation and test: a quarter each)"
@@ -167,11 +174,23 @@ class SpeechTask(Task):
         datasets = {p: batched(examples[p], cfg, info["classes"], training.get(p)) for p in PARTS}
         return Splits(datasets["train"], datasets["validation"], datasets["test"], info)
 
+    def folds(self, cfg: SpeechConfig) -> list[tuple[str, SpeechConfig]]:
+        """Leave-one-speaker-out over every speaker with ``--held-out-speaker all``."""
+        if cfg.split != "speaker" or cfg.held_out_speaker != ALL_SPEAKERS:
+            return []
+        speakers = sorted(set(load_corpus(cfg.data, cfg.transcripts).speakers.tolist()))
+        return [(s, dataclasses.replace(cfg, held_out_speaker=s)) for s in speakers]
+
     @staticmethod
     def split(corpus: Corpus, cfg: SpeechConfig, rng: np.random.Generator) -> dict:
         if cfg.split == "speaker":
             if corpus.name == "japanese_vowels":
                 raise ConfigError("japanese_vowels classes ARE its speakers: use --split random")
+            if cfg.held_out_speaker == ALL_SPEAKERS:  # folds() expands it, except in a search
+                raise ConfigError(
+                    "--held-out-speaker all trains one model per speaker; "
+                    "tune with one held-out speaker"
+                )
             held_out = cfg.held_out_speaker or sorted(set(corpus.speakers.tolist()))[0]
             return split_speaker(corpus.speakers, held_out, cfg.validation_fraction, rng)
         if corpus.own_test is not None:

@@ -11,6 +11,7 @@ import pytest
 from pipelines.compare import available_tasks, main
 from tests.conftest import runs_of
 from tests.pipelines.test_anomaly import TINY, ecg_like_csv
+from tests.pipelines.test_speech import EVERY_SPEAKER, wav_folder
 
 
 def test_two_cells_give_two_child_runs_a_table_and_a_figure(workdir, tracking_uri, capsys):
@@ -52,6 +53,31 @@ def test_two_cells_give_two_child_runs_a_table_and_a_figure(workdir, tracking_ur
     assert (Path(local) / "figures" / "validation_curves.png").stat().st_size > 1000
     assert (workdir / "out" / "comparison.csv").exists()
     assert "test_roc_auc" in out and "±" in out
+
+
+def test_cells_compare_over_folds_as_grandchild_runs(workdir, tracking_uri, capsys):
+    folder = wav_folder(workdir / "wavs")
+    code = main(
+        ["--task", "speech", "--cells", "lstm,gru", *EVERY_SPEAKER, "--epochs", "1"]
+        + ["--units", "4", "--no-log-model"]
+        + ["--data", str(folder), "--tracking-uri", tracking_uri]
+    )
+    assert code == 0, capsys.readouterr().err
+    runs = {r.info.run_id: r for r in runs_of(tracking_uri, "speech-compare")}
+    folds = [r for r in runs.values() if "fold" in r.data.tags]
+    assert len(runs) == 1 + 2 + 4 and len(folds) == 4
+    by_cell = {}
+    for fold in folds:
+        cell_run = runs[fold.data.tags["mlflow.parentRunId"]]
+        by_cell.setdefault(cell_run.data.params["cell"], []).append(fold)
+    assert {cell: len(f) for cell, f in by_cell.items()} == {"lstm": 2, "gru": 2}
+    parent_id = runs[folds[0].data.tags["mlflow.parentRunId"]].data.tags["mlflow.parentRunId"]
+    local = mlflow.artifacts.download_artifacts(run_id=parent_id, tracking_uri=tracking_uri)
+    table = pd.read_csv(f"{local}/results/comparison.csv").set_index("cell")
+    for cell, cell_folds in by_cell.items():
+        worst = min(f.data.metrics["test_accuracy"] for f in cell_folds)
+        assert table.loc[cell, "test_accuracy_min_mean"] == pytest.approx(worst)
+        assert table.loc[cell, "parameter_count"] > 0
 
 
 @pytest.mark.parametrize(

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import mlflow
 import numpy as np
+import pandas as pd
 import pytest
 
 from pipelines.core import DataError, RunOptions, main, run
@@ -33,6 +34,7 @@ from pipelines.speech.utterances import (
 from tests.conftest import runs_of
 
 TINY = dict(epochs=1, units=8, layers=1, utterances=48, conv_filters=8, batch_size=32)
+EVERY_SPEAKER = ["--mode", "isolated", "--split", "speaker", "--held-out-speaker", "all"]
 
 
 def write_wav(path: Path, samples: np.ndarray, rate: int = 8000) -> Path:
@@ -238,6 +240,42 @@ def test_a_model_trains_on_a_wav_folder(tmp_path, shared_store, capsys):
     assert code == 0, capsys.readouterr().err
     (logged,) = runs_of(shared_store, "speech-wav")
     assert logged.info.status == "FINISHED" and "test_wer" in logged.data.metrics
+
+
+def test_every_speaker_held_out_in_turn_gives_child_runs_and_their_summary(
+    tmp_path, shared_store, capsys
+):
+    folder, out = wav_folder(tmp_path / "wavs"), tmp_path / "out"
+    code = main(
+        SpeechTask(),
+        [*EVERY_SPEAKER, "--epochs", "1", "--units", "4", "--no-log-model"]
+        + ["--data", str(folder), "--output", str(out)]
+        + ["--tracking-uri", shared_store, "--experiment", "speech-loso"],
+    )
+    assert code == 0, capsys.readouterr().err
+    runs = runs_of(shared_store, "speech-loso")
+    (parent,) = [r for r in runs if "fold" not in r.data.tags]
+    children = {r.data.tags["fold"]: r for r in runs if "fold" in r.data.tags}
+    assert sorted(children) == ["ann", "bob"] and parent.info.status == "FINISHED"
+    for speaker, child in children.items():
+        assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        assert child.data.params["held_out_speaker"] == speaker
+    assert parent.data.params["held_out_speaker"] == "all"
+    accuracies = [c.data.metrics["test_accuracy"] for c in children.values()]
+    summary = parent.data.metrics
+    assert summary["test_accuracy"] == pytest.approx(np.mean(accuracies))
+    assert summary["test_accuracy_min"] == min(accuracies)
+    assert summary["test_accuracy_max"] == max(accuracies)
+    assert summary["test_errors"] == pytest.approx(np.mean([6 - 6 * a for a in accuracies]))
+    assert {"results/folds.csv", "figures/folds.png"} <= _artifacts(
+        shared_store, parent.info.run_id
+    )
+    table = pd.read_csv(out / "folds.csv")
+    assert table["fold"].tolist() == ["ann", "bob"]
+    assert table["test_accuracy"].tolist() == pytest.approx(
+        [children[s].data.metrics["test_accuracy"] for s in ("ann", "bob")]
+    )
+    assert not (out / "checkpoints").exists()
 
 
 def _tagged_corpus() -> Corpus:
@@ -499,6 +537,14 @@ FLAG_ERRORS = {
     "vtlp of 1": (["--vtlp", "1"], "--vtlp must be in [0, 1), got 1.0"),
     "negative speed": (["--speed", "-0.1"], "--speed must be in [0, 1), got -0.1"),
     "negative time masks": (["--time-masks", "-1"], "--time-masks must not be negative, got -1"),
+    "search over every speaker held out": (
+        [*EVERY_SPEAKER, "--tune", "--max-trials", "1"],
+        "--held-out-speaker all trains one model per speaker; tune with one held-out speaker",
+    ),
+    "resume of every speaker held out": (
+        [*EVERY_SPEAKER, "--resume", "--output", "out"],
+        "--resume does not combine with folds: rerun the folds from scratch",
+    ),
     "speaker CMVN of speaker classes": (
         ["--data", "japanese_vowels", "--mode", "isolated", "--normalize", "speaker"],
         "--normalize speaker would remove the voice, and the classes are speakers: "

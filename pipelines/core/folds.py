@@ -1,0 +1,62 @@
+"""Cross-validation folds (e.g. leave-one-speaker-out): one summary of many test results.
+
+A task whose config names several folds (``Task.folds``) trains each as a child run; the parent
+run gets the mean of every test metric under the metric's own name (so it compares with plain
+runs in the MLflow UI), the worst and best fold as ``<metric>_min`` and ``<metric>_max``,
+``results/folds.csv`` (one row per fold) and ``figures/folds.png``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from pipelines.core.plotting import figure
+from pipelines.core.task import Report
+
+EXCLUDED = ("test_train_seconds",)  # bookkeeping, not a result: kept in the table only
+
+
+def test_metrics(metrics: dict[str, float]) -> dict[str, float]:
+    """A fold's results: its ``test_*`` metrics."""
+    return {k: v for k, v in metrics.items() if k.startswith("test_")}
+
+
+def summary(rows: list[dict]) -> Report:
+    """Mean, min and max over folds of every test metric, the per-fold table and its figure.
+
+    ``rows`` hold a ``fold`` name and that fold's test metrics.
+    """
+    table = pd.DataFrame(rows)
+    metrics = {}
+    for column in table.columns.drop("fold"):
+        values = table[column].to_numpy(float)
+        metrics[column] = float(np.mean(values))
+        if column not in EXCLUDED:
+            metrics[f"{column}_min"] = float(np.min(values))
+            metrics[f"{column}_max"] = float(np.max(values))
+    shown = [c for c in table.columns.drop("fold") if c not in EXCLUDED]
+    return Report(metrics=metrics, tables={"folds": table}, figures={"folds": plot(table, shown)})
+
+
+def mean_history(histories: list[dict[str, list[float]]]) -> dict[str, list[float]]:
+    """Per-epoch mean over folds of every training curve (a fold may stop early: the mean is
+    over the folds still training)."""
+    keys = dict.fromkeys(k for history in histories for k in history)
+    return {
+        k: pd.DataFrame([pd.Series(h.get(k, []), dtype=float) for h in histories]).mean().tolist()
+        for k in keys
+    }
+
+
+def plot(table: pd.DataFrame, columns: list[str]):
+    """One panel per metric: a bar per fold, the mean as a dashed line."""
+    fig, axes = figure(len(columns), width=7, height=2.2)
+    for ax, column in zip(axes, columns):
+        ax.bar(table["fold"], table[column], color="tab:blue")
+        ax.axhline(table[column].mean(), color="tab:red", linestyle="--", label="mean")
+        ax.set(ylabel=column.removeprefix("test_"))
+        ax.tick_params(axis="x", labelrotation=30)
+    axes[0].set_title(f"{len(table)} folds")
+    axes[0].legend()
+    return fig
