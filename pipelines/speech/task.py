@@ -16,8 +16,7 @@ recording is shared between training and test.
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import jiwer
@@ -57,7 +56,8 @@ from pipelines.speech.utterances import (
 
 MODES = ("ctc", "isolated")
 SPLITS = ("random", "speaker")
-NORMALIZATIONS = ("auto", "speaker", "utterance", "global")
+NORMALIZATIONS = ("auto", "speaker", "histogram", "utterance", "global")
+SPEAKER_NORMALIZATIONS = {"speaker": "cmvn", "histogram": "histogram"}  # -> speaker_normalized
 SWITCHES = ("on", "off")
 PARTS = ("train", "validation", "test")
 ALL_SPEAKERS = "all"
@@ -85,8 +85,9 @@ class SpeechConfig(TaskConfig):
     noise: float = option(0.05, "feature noise added to built utterances (x coefficient std)")
     normalize: str = option(
         "auto",
-        "feature normalisation (CMVN): by each speaker's statistics, per utterance, or by the "
-        "training statistics; auto = per speaker for words, per utterance for ctc, training "
+        "feature normalisation: CMVN by each speaker's statistics, histogram equalisation by "
+        "each speaker's distribution, CMVN per utterance, or by the training statistics; auto = "
+        "speaker CMVN for words, per utterance for ctc, training "
         "statistics when the classes are speakers (whose voice CMVN would remove)",
         NORMALIZATIONS,
     )
@@ -149,8 +150,8 @@ class SpeechTask(Task):
             )
         speaker_classes = cfg.mode == "isolated" and corpus.labels == corpus.speakers.tolist()
         normalization = resolve_normalization(cfg, speaker_classes)
-        if normalization == "speaker":
-            corpus = speaker_normalized(corpus)
+        if normalization in SPEAKER_NORMALIZATIONS:
+            corpus = speaker_normalized(corpus, SPEAKER_NORMALIZATIONS[normalization])
         rng = np.random.default_rng(cfg.seed)
         parts = {name: corpus.subset(index) for name, index in self.split(corpus, cfg, rng).items()}
         examples = {name: self.examples(part, cfg, rng, name) for name, part in parts.items()}
@@ -179,7 +180,7 @@ class SpeechTask(Task):
         if cfg.split != "speaker" or cfg.held_out_speaker != ALL_SPEAKERS:
             return []
         speakers = sorted(set(load_corpus(cfg.data, cfg.transcripts).speakers.tolist()))
-        return [(s, dataclasses.replace(cfg, held_out_speaker=s)) for s in speakers]
+        return [(s, replace(cfg, held_out_speaker=s)) for s in speakers]
 
     @staticmethod
     def split(corpus: Corpus, cfg: SpeechConfig, rng: np.random.Generator) -> dict:
@@ -321,7 +322,7 @@ def resolve_normalization(cfg: SpeechConfig, speaker_classes: bool) -> str:
     (mean of six voices) from 84.3 to 87.8 % (README); connected-digit utterances keep
     per-utterance CMVN, which met their goal. A voice cannot be normalised away when the voice
     is the class."""
-    if speaker_classes and cfg.normalize in ("speaker", "utterance"):
+    if speaker_classes and cfg.normalize not in ("auto", "global"):
         raise ConfigError(
             f"--normalize {cfg.normalize} would remove the voice, and the classes are speakers: "
             "use --normalize global"

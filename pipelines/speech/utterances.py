@@ -10,9 +10,11 @@ real frame of that speaker, which keeps the speaker split meaningful.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
+from scipy.special import ndtri
 
 from pipelines.core.errors import DataError
 
@@ -145,20 +147,48 @@ def _gap(pool: np.ndarray, max_gap: int, rng: np.random.Generator) -> np.ndarray
     return pool[rng.integers(len(pool), size=rng.integers(0, max_gap + 1))]
 
 
-def speaker_normalized(corpus: Corpus) -> Corpus:
-    """Every recording standardised by its speaker's own frame statistics (speaker-level CMVN,
-    as Kaldi applies it): it removes the voice and the channel but, unlike per-utterance CMVN
-    over a ~0.4 s word, not the word's own spectral shape. It reads no labels, so a held-out
-    speaker's recordings may supply their statistics: the model needs several recordings of a
-    new voice, as any speaker adaptation does."""
+def speaker_normalized(corpus: Corpus, method: str = "cmvn") -> Corpus:
+    """Every recording mapped by its speaker's own frame statistics: ``cmvn`` standardises each
+    coefficient (speaker-level CMVN, as Kaldi applies it), ``histogram`` equalises its whole
+    distribution to a standard normal (HEQ, de la Torre et al. 2005), which also removes the
+    voice's skew and spread that a mean and variance leave.
+
+    Either removes the voice and the channel but, unlike per-utterance CMVN over a ~0.4 s word,
+    not the word's own spectral shape. It reads no labels, so a held-out speaker's recordings
+    may supply their statistics: the model needs several recordings of a new voice, as any
+    speaker adaptation does."""
+    transform = {"cmvn": _standardizer, "histogram": _equalizer}[method]
     frames = list(corpus.frames)
     for speaker in np.unique(corpus.speakers):
         index = np.flatnonzero(corpus.speakers == speaker)
-        stacked = np.concatenate([corpus.frames[i] for i in index])
-        mean, std = stacked.mean(axis=0), stacked.std(axis=0) + 1e-6
+        apply = transform(np.concatenate([corpus.frames[i] for i in index]))
         for i in index:
-            frames[i] = ((corpus.frames[i] - mean) / std).astype(np.float32)
+            frames[i] = apply(corpus.frames[i]).astype(np.float32)
     return replace(corpus, frames=frames)
+
+
+def _standardizer(frames: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+    mean, std = frames.mean(axis=0), frames.std(axis=0) + 1e-6
+    return lambda x: (x - mean) / std
+
+
+def _equalizer(frames: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+    """Each coefficient through the empirical CDF of ``frames`` (mid-rank, so ties and values
+    outside the sample stay finite), then the inverse normal CDF."""
+    reference = np.sort(frames, axis=0)
+    count = len(reference)
+
+    def equalize(x: np.ndarray) -> np.ndarray:
+        ranks = np.stack(
+            [
+                np.searchsorted(column, value, "left") + np.searchsorted(column, value, "right")
+                for column, value in zip(reference.T, x.T)
+            ],
+            axis=1,
+        )
+        return ndtri((ranks / 2 + 0.5) / (count + 1))
+
+    return equalize
 
 
 def as_utterances(corpus: Corpus) -> Utterances:

@@ -9,6 +9,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.stats
 
 from pipelines.core import DataError, RunOptions, main, run
 from pipelines.speech import augment, features
@@ -334,6 +335,22 @@ def test_speaker_normalization_standardises_each_voice_by_its_own_statistics():
     np.testing.assert_allclose(alone.frames[0], normalized.frames[1], atol=1e-6)
 
 
+def test_histogram_equalization_gives_each_speaker_normal_scores_of_its_ranks():
+    rng = np.random.default_rng(3)
+    frames = [rng.gamma(2.0, 1.0 + i % 2, size=(8 + i % 5, 13)).round(1) for i in range(20)]
+    speakers = np.array([f"s{i % 2}" for i in range(20)])
+    corpus = Corpus("skewed", frames, ["1"] * 20, speakers, list("0123456789"))
+    equalized = speaker_normalized(corpus, "histogram")
+    for speaker in ("s0", "s1"):
+        index = np.flatnonzero(speakers == speaker)
+        raw = np.concatenate([frames[i] for i in index])
+        stacked = np.concatenate([equalized.frames[i] for i in index])
+        ranks = scipy.stats.rankdata(raw, method="average", axis=0)  # ties share a rank
+        expected = scipy.stats.norm.ppf(ranks / (len(raw) + 1))  # van der Waerden scores
+        np.testing.assert_allclose(stacked, expected, atol=1e-5)
+        assert abs(scipy.stats.skew(stacked[:, 0])) < 0.1 < abs(scipy.stats.skew(raw[:, 0]))
+
+
 @pytest.mark.parametrize(
     ("mode", "switch", "speaker_classes", "resolved"),
     [
@@ -342,6 +359,7 @@ def test_speaker_normalization_standardises_each_voice_by_its_own_statistics():
         ("isolated", "auto", True, "global"),
         ("ctc", "speaker", False, "speaker"),
         ("isolated", "utterance", False, "utterance"),
+        ("isolated", "histogram", False, "histogram"),
     ],
 )
 def test_normalize_switch(mode, switch, speaker_classes, resolved):
@@ -544,6 +562,11 @@ FLAG_ERRORS = {
     "resume of every speaker held out": (
         [*EVERY_SPEAKER, "--resume", "--output", "out"],
         "--resume does not combine with folds: rerun the folds from scratch",
+    ),
+    "histogram equalization of speaker classes": (
+        ["--data", "japanese_vowels", "--mode", "isolated", "--normalize", "histogram"],
+        "--normalize histogram would remove the voice, and the classes are speakers: "
+        "use --normalize global",
     ),
     "speaker CMVN of speaker classes": (
         ["--data", "japanese_vowels", "--mode", "isolated", "--normalize", "speaker"],
