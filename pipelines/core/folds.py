@@ -14,10 +14,8 @@ import pandas as pd
 from pipelines.core.plotting import figure
 from pipelines.core.task import Report
 
-EXCLUDED = ("test_train_seconds",)  # bookkeeping, not a result: kept in the table only
 
-
-def test_metrics(metrics: dict[str, float]) -> dict[str, float]:
+def held_out_metrics(metrics: dict[str, float]) -> dict[str, float]:
     """A fold's results: its ``test_*`` metrics."""
     return {k: v for k, v in metrics.items() if k.startswith("test_")}
 
@@ -28,15 +26,14 @@ def summary(rows: list[dict]) -> Report:
     ``rows`` hold a ``fold`` name and that fold's test metrics.
     """
     table = pd.DataFrame(rows)
+    columns = table.columns.drop("fold")
     metrics = {}
-    for column in table.columns.drop("fold"):
+    for column in columns:
         values = table[column].to_numpy(float)
         metrics[column] = float(np.mean(values))
-        if column not in EXCLUDED:
-            metrics[f"{column}_min"] = float(np.min(values))
-            metrics[f"{column}_max"] = float(np.max(values))
-    shown = [c for c in table.columns.drop("fold") if c not in EXCLUDED]
-    return Report(metrics=metrics, tables={"folds": table}, figures={"folds": plot(table, shown)})
+        metrics[f"{column}_min"] = float(np.min(values))
+        metrics[f"{column}_max"] = float(np.max(values))
+    return Report(metrics=metrics, tables={"folds": table}, figures={"folds": plot(table, columns)})
 
 
 def mean_history(histories: list[dict[str, list[float]]]) -> dict[str, list[float]]:
@@ -49,11 +46,12 @@ def mean_history(histories: list[dict[str, list[float]]]) -> dict[str, list[floa
     }
 
 
-def plot(table: pd.DataFrame, columns: list[str]):
+def plot(table: pd.DataFrame, columns: pd.Index):
     """One panel per metric: a bar per fold, the mean as a dashed line."""
     fig, axes = figure(len(columns), width=7, height=2.2)
     for ax, column in zip(axes, columns):
-        ax.bar(table["fold"], table[column], color="tab:blue")
+        bars = ax.bar(table["fold"], table[column], color="tab:blue")
+        ax.bar_label(bars, fmt="%.4g", fontsize=8)
         ax.axhline(table[column].mean(), color="tab:red", linestyle="--", label="mean")
         ax.set(ylabel=column.removeprefix("test_"))
         ax.tick_params(axis="x", labelrotation=30)

@@ -28,7 +28,7 @@ from pipelines.core import tracking
 from pipelines.core.cli import build_parser, split_namespace
 from pipelines.core.config import RunOptions, TaskConfig
 from pipelines.core.errors import ConfigError, PipelineError
-from pipelines.core.folds import mean_history, test_metrics
+from pipelines.core.folds import held_out_metrics, mean_history
 from pipelines.core.folds import summary as fold_summary
 from pipelines.core.strategy import is_chief, select_strategy, spans_workers
 from pipelines.core.task import Report, Splits, Task
@@ -125,7 +125,7 @@ def train_folds_or_one(task: Task, cfg: TaskConfig, opts: RunOptions) -> Result:
     for name, fold_cfg in folds:
         with _fold_run(task, fold_cfg, opts, name):
             results.append(train_and_evaluate(task, fold_cfg, fold_opts))
-        rows.append({"fold": name} | test_metrics(results[-1].metrics))
+        rows.append({"fold": name} | held_out_metrics(results[-1].metrics))
     report = fold_summary(rows)
     metrics = tracking.log_report(report) if is_chief() else tracking.report_metrics(report)
     return Result(
