@@ -606,6 +606,19 @@ def test_speaker_split_of_japanese_vowels_is_refused(workdir, shared_store, caps
     assert code == 2 and "ARE its speakers" in capsys.readouterr().err
 
 
+def test_a_failing_fold_fails_its_parent_with_one_line(workdir, shared_store, capsys):
+    flags = ["--data", "japanese_vowels", *EVERY_SPEAKER, "--output", str(workdir / "out")]
+    experiment = "speech-failing-fold"
+    code = main(SpeechTask(), [*flags, "--tracking-uri", shared_store, "--experiment", experiment])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "ARE its speakers" in err[0]
+    runs = runs_of(shared_store, experiment)
+    assert len(runs) == 2 and {r.info.status for r in runs} == {"FAILED"}
+    (child,) = [r for r in runs if "fold" in r.data.tags]
+    assert child.data.tags["fold"] == "1" and "ARE its speakers" in child.data.tags["error"]
+    assert not (workdir / "out" / "folds.csv").exists()
+
+
 def test_help_lists_task_flags_with_defaults(capsys):
     with pytest.raises(SystemExit):
         main(SpeechTask(), ["--help"])
