@@ -32,6 +32,7 @@ from pipelines.core import runner, tracking
 from pipelines.core.cli import build_parser, split_namespace
 from pipelines.core.config import RunOptions, TaskConfig
 from pipelines.core.errors import ConfigError, PipelineError
+from pipelines.core.folds import held_out_metrics
 from pipelines.core.plotting import figure
 from pipelines.core.task import Report, Task
 
@@ -112,25 +113,17 @@ def compare(
 
 
 def train_child(task: Task, cfg: TaskConfig, opts: RunOptions) -> runner.Result:
-    tags = {"task": task.name, "cell": cfg.cell, "data": cfg.data, "seed": str(cfg.seed)}
-    name = f"{runner.run_name(task, cfg, opts)}-seed{cfg.seed}"
-    with tracking.tracked_run(name, tags | task.run_tags(cfg), nested=True):
-        tracking.log_params(cfg.to_params() | {"precision": opts.precision})
+    with runner.child_run(task, cfg, opts, f"seed{cfg.seed}", {"seed": str(cfg.seed)}):
         return runner.train_folds_or_one(task, cfg, opts)
 
 
 def summary_row(cell: str, seed: int, result: runner.Result) -> dict[str, float | str | int]:
-    metrics = {
-        k: v
-        for k, v in result.metrics.items()
-        if k.startswith("test_") and k != "test_train_seconds"
-    }
     return {
         "cell": cell,
         "seed": seed,
         "parameter_count": result.parameter_count,
         "train_seconds": result.train_seconds,
-    } | metrics
+    } | held_out_metrics(result.metrics)
 
 
 def comparison_table(runs: pd.DataFrame) -> pd.DataFrame:

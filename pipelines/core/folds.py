@@ -16,7 +16,7 @@ from pipelines.core.task import Report
 
 
 def held_out_metrics(metrics: dict[str, float]) -> dict[str, float]:
-    """A fold's results: its ``test_*`` metrics."""
+    """A run's results: its ``test_*`` metrics (not its train time or validation curves)."""
     return {k: v for k, v in metrics.items() if k.startswith("test_")}
 
 

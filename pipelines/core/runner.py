@@ -123,7 +123,7 @@ def train_folds_or_one(task: Task, cfg: TaskConfig, opts: RunOptions) -> Result:
     fold_opts = dataclasses.replace(opts, output="")  # fold checkpoints would overwrite each other
     rows, results = [], []
     for name, fold_cfg in folds:
-        with _fold_run(task, fold_cfg, opts, name):
+        with child_run(task, fold_cfg, opts, name, {"fold": name}):
             results.append(train_and_evaluate(task, fold_cfg, fold_opts))
         rows.append({"fold": name} | held_out_metrics(results[-1].metrics))
     report = fold_summary(rows)
@@ -139,14 +139,17 @@ def train_folds_or_one(task: Task, cfg: TaskConfig, opts: RunOptions) -> Result:
 
 
 @contextlib.contextmanager
-def _fold_run(task: Task, cfg: TaskConfig, opts: RunOptions, fold: str) -> Iterator[None]:
-    """The fold's child run, with its own params and tags, on the chief; nothing elsewhere."""
+def child_run(
+    task: Task, cfg: TaskConfig, opts: RunOptions, suffix: str, labels: dict[str, str]
+) -> Iterator[None]:
+    """A nested run for one of several trainings under a parent (a fold, a compared cell's
+    seed): named ``<run name>-<suffix>``, tagged with ``labels``, the config as params.
+    Nothing on a non-chief worker, which trains in lockstep without logging."""
     if not is_chief():
         yield
         return
-    tags = {"task": task.name, "cell": cfg.cell, "data": cfg.data, "fold": fold}
-    name = f"{run_name(task, cfg, opts)}-{fold}"
-    with tracking.tracked_run(name, tags | task.run_tags(cfg), nested=True):
+    tags = {"task": task.name, "cell": cfg.cell, "data": cfg.data} | labels | task.run_tags(cfg)
+    with tracking.tracked_run(f"{run_name(task, cfg, opts)}-{suffix}", tags, nested=True):
         tracking.log_params(cfg.to_params() | {"precision": opts.precision})
         yield
 
