@@ -43,7 +43,7 @@ import pandas as pd
 
 from pipelines.core import runner, tracking
 from pipelines.core.config import RunOptions, TaskConfig
-from pipelines.core.errors import PipelineError
+from pipelines.core.errors import ConfigError, PipelineError
 from pipelines.core.plotting import figure
 from pipelines.core.strategy import select_strategy
 from pipelines.core.task import Report, SearchSpace, Splits, Task
@@ -229,7 +229,7 @@ def run_search(task: Task, cfg: TaskConfig, opts: RunOptions) -> runner.Result:
     keras.mixed_precision.set_global_policy(opts.precision)
     hypermodel = TaskHyperModel(task, cfg, opts)
     if distributed_role() == "worker":
-        cfg.validate()
+        validate_searchable(task, cfg)
         make_tuner(task, cfg, opts, hypermodel, overwrite=False).search(verbose=0)
         return runner.Result(None, Report(), {}, {})
     resuming = opts.resume and (tuner_directory(opts) / task.name / "oracle.json").exists()
@@ -242,12 +242,19 @@ def run_search(task: Task, cfg: TaskConfig, opts: RunOptions) -> runner.Result:
             tracking.log_params(cfg.to_params() | search_params(task, opts))
             mlflow.log_dict(cfg.to_params(), "config.json")
             hypermodel.parent_run_id = parent.info.run_id
-            cfg.validate()
+            validate_searchable(task, cfg)
             tuner = make_tuner(task, cfg, opts, hypermodel, overwrite=True)
         tuner.search(verbose=0)
         result = finish_search(task, cfg, opts, tuner)
         result.run_id = parent.info.run_id
     return result
+
+
+def validate_searchable(task: Task, cfg: TaskConfig) -> None:
+    """A valid config of one model: a search tunes one training, not a set of folds."""
+    cfg.validate()
+    if task.folds(cfg):
+        raise ConfigError("--tune does not combine with folds: search on one fold's configuration")
 
 
 def search_params(task: Task, opts: RunOptions) -> dict[str, Any]:

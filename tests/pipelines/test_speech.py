@@ -557,7 +557,7 @@ FLAG_ERRORS = {
     "negative time masks": (["--time-masks", "-1"], "--time-masks must not be negative, got -1"),
     "search over every speaker held out": (
         [*EVERY_SPEAKER, "--tune", "--max-trials", "1"],
-        "--held-out-speaker all trains one model per speaker; tune with one held-out speaker",
+        "--tune does not combine with folds: search on one fold's configuration",
     ),
     "resume of every speaker held out": (
         [*EVERY_SPEAKER, "--resume", "--output", "out"],
