@@ -39,8 +39,9 @@ from pipelines.core import (
     option,
 )
 from pipelines.core.plotting import figure
-from pipelines.core.training import make_optimizer
+from pipelines.core.training import WeightAveraging, make_optimizer
 from pipelines.speech import features
+from pipelines.speech.adaptation import Adapted, cross_fitted
 from pipelines.speech.augment import NO_AUGMENTATION, Augmentation, augmented
 from pipelines.speech.corpora import BUILTIN, load_corpus
 from pipelines.speech.utterances import (
@@ -104,6 +105,16 @@ class SpeechConfig(TaskConfig):
     time_mask_width: int = option(3, "longest time mask, in frames")
     coefficient_masks: int = option(1, "SpecAugment masks over cepstral coefficients")
     coefficient_mask_width: int = option(2, "widest coefficient mask, in coefficients")
+    adapt: int = option(
+        0,
+        "rounds of unsupervised adaptation to the held-out speaker (isolated, --split speaker): "
+        "self-training on its own recordings, labelled by the model's confident predictions; "
+        "each half of them is scored by a copy adapted on the other half",
+    )
+    adapt_confidence: float = option(0.9, "least probability that makes a pseudo-label (--adapt)")
+    adapt_epochs: int = option(
+        8, "fine-tuning epochs per adaptation round, at a third of --learning-rate"
+    )
     beam_width: int = option(8, "beam width of the CTC beam-search decoder")
     conv_filters: int = option(64, "filters of the Conv1D front-end (ctc)")
     conv_kernel: int = option(5, "kernel width of the Conv1D front-end, in frames (ctc)")
@@ -124,8 +135,14 @@ class SpeechConfig(TaskConfig):
         self.require_positive("utterances", "max_digits", "beam_width", "conv_filters",
                               "conv_kernel")  # fmt: skip
         self.require_non_negative("max_gap", "noise", "time_masks", "time_mask_width",
-                                  "coefficient_masks", "coefficient_mask_width")  # fmt: skip
-        self.require_rate("vtlp", "speed")
+                                  "coefficient_masks", "coefficient_mask_width",
+                                  "adapt")  # fmt: skip
+        self.require_positive("adapt_epochs")
+        self.require_rate("vtlp", "speed", "adapt_confidence")
+        if self.adapt and (self.mode, self.split) != ("isolated", "speaker"):
+            raise ConfigError(
+                "--adapt adapts to a held-out speaker: it needs --mode isolated --split speaker"
+            )
         self.require_split()
         if self.conv_stride not in (1, 2, 3):
             raise ConfigError(f"--conv-stride must be 1, 2 or 3, got {self.conv_stride}")
@@ -250,7 +267,7 @@ class SpeechTask(Task):
         if cfg.mode == "ctc":
             self._evaluate_ctc(model, test, cfg, report)
         else:
-            self._evaluate_isolated(model, test, splits.info["classes"], cfg, report)
+            self._evaluate_isolated(model, splits, cfg, report)
         return report
 
     def _evaluate_ctc(self, model, test: Utterances, cfg: SpeechConfig, report: Report) -> None:
@@ -278,13 +295,23 @@ class SpeechTask(Task):
         }
 
     def _evaluate_isolated(
-        self, model, test: Utterances, classes: list[str], cfg: SpeechConfig, report: Report
+        self, model: keras.Model, splits: Splits, cfg: SpeechConfig, report: Report
     ) -> None:
-        probabilities = np.concatenate(
-            [p for p in predict_frames(model, test.frames, cfg.batch_size, per_frame=False)]
-        )
-        predicted = probabilities.argmax(axis=1)
+        test: Utterances = splits.info["examples"]["test"]
+        classes = splits.info["classes"]
         truth = np.array([classes.index(label) for label in test.labels])
+        speaker_independent = class_probabilities(model, test, cfg.batch_size)
+        probabilities = speaker_independent
+        if cfg.adapt:
+            adapted = self._adapted(model, splits, cfg)
+            probabilities = adapted.probabilities
+            report.metrics |= {
+                "unadapted_accuracy": float((speaker_independent.argmax(1) == truth).mean()),
+                "pseudo_labels": float(adapted.pseudo_labels),
+            }
+            if adapted.pseudo_label_accuracy is not None:
+                report.metrics["pseudo_label_accuracy"] = adapted.pseudo_label_accuracy
+        predicted = probabilities.argmax(axis=1)
         report.metrics["accuracy"] = float((predicted == truth).mean())
         report.metrics["errors"] = float((predicted != truth).sum())
         report.tables["predictions"] = pd.DataFrame(
@@ -294,14 +321,46 @@ class SpeechTask(Task):
                 "predicted": [classes[i] for i in predicted],
                 "confidence": probabilities.max(axis=1),
             }
+            | (
+                {"unadapted": [classes[i] for i in speaker_independent.argmax(1)]}
+                if cfg.adapt
+                else {}
+            )
         )
         confusion = np.zeros((len(classes), len(classes)), np.int64)
         np.add.at(confusion, (truth, predicted), 1)
         title = "speaker confusion" if test.labels == test.speakers.tolist() else "confusion"
         report.figures = {
-            "utterance": plot_isolated_utterance(model, test, classes, probabilities),
+            "utterance": plot_isolated_utterance(model, test, classes, speaker_independent),
             "confusion": plot_confusion(confusion, classes, title),
         }
+
+    def _adapted(self, model: keras.Model, splits: Splits, cfg: SpeechConfig) -> Adapted:
+        """The held-out speaker's recordings scored after self-training (see --adapt)."""
+        info = splits.info
+
+        def copy_model() -> keras.Model:
+            copy = self.build_model(cfg, splits)
+            copy.set_weights(model.get_weights())
+            copy.optimizer.learning_rate.assign(cfg.learning_rate / 3)
+            return copy
+
+        def fine_tune(copy: keras.Model, examples: Utterances) -> None:
+            training = batched(examples, cfg, info["classes"], augmentation(cfg, info))
+            averaging = WeightAveraging(cfg.adapt_epochs // 2 + 1)
+            copy.fit(training, epochs=cfg.adapt_epochs, callbacks=[averaging], verbose=0)
+
+        return cross_fitted(
+            copy_model,
+            info["examples"]["test"],
+            info["examples"]["train"],
+            info["classes"],
+            cfg.adapt,
+            cfg.adapt_confidence,
+            fine_tune,
+            lambda copy, examples: class_probabilities(copy, examples, cfg.batch_size),
+            np.random.default_rng(cfg.seed),
+        )
 
 
 # ---- tf.data --------------------------------------------------------------------------------
@@ -389,6 +448,11 @@ def predict_frames(
         result = np.asarray(model.predict_on_batch(padded))
         outputs.extend(result if per_frame else [result])
     return outputs
+
+
+def class_probabilities(model: keras.Model, examples: Utterances, batch_size: int) -> np.ndarray:
+    """Class probabilities of isolated recordings, one row each."""
+    return np.concatenate(predict_frames(model, examples.frames, batch_size, per_frame=False))
 
 
 def ctc_transcripts(

@@ -64,6 +64,11 @@ class Utterances:
     def __len__(self) -> int:
         return len(self.frames)
 
+    def subset(self, index: np.ndarray) -> Utterances:
+        return Utterances(
+            [self.frames[i] for i in index], [self.labels[i] for i in index], self.speakers[index]
+        )
+
 
 def split_random(
     n: int, validation: float, test: float, rng: np.random.Generator

@@ -12,7 +12,7 @@ import pytest
 import scipy.stats
 
 from pipelines.core import DataError, RunOptions, main, run
-from pipelines.speech import augment, features
+from pipelines.speech import adaptation, augment, features
 from pipelines.speech.corpora import load_corpus, read_folder
 from pipelines.speech.task import (
     SpeechConfig,
@@ -85,7 +85,15 @@ def ctc_run(tmp_path_factory, shared_store):
 
 @pytest.fixture(scope="module")
 def isolated_run(shared_store):
-    cfg = SpeechConfig(mode="isolated", split="speaker", held_out_speaker="speaker_3", **TINY)
+    cfg = SpeechConfig(
+        mode="isolated",
+        split="speaker",
+        held_out_speaker="speaker_3",
+        adapt=1,
+        adapt_epochs=1,
+        adapt_confidence=0.0,  # every recording of the new voice becomes a pseudo-label
+        **TINY,
+    )
     opts = RunOptions(tracking_uri=shared_store, experiment="speech-isolated")
     return run(SpeechTask(), cfg, opts), cfg, shared_store
 
@@ -168,6 +176,59 @@ def test_isolated_speaker_split_holds_out_one_speaker(isolated_run):
     np.testing.assert_allclose(
         reloaded.predict(x, verbose=0), result.model.predict(x, verbose=0), atol=1e-6
     )
+
+
+def test_adaptation_logs_the_speaker_independent_score_beside_the_adapted_one(isolated_run):
+    result, _, uri = isolated_run
+    (logged,) = runs_of(uri, "speech-isolated")
+    metrics = logged.data.metrics
+    predictions = result.report.tables["predictions"]
+    assert metrics["test_pseudo_labels"] == len(predictions) == 500  # confidence 0: all of them
+    unadapted = (predictions["unadapted"] == predictions["reference"]).mean()
+    adapted = (predictions["predicted"] == predictions["reference"]).mean()
+    assert metrics["test_unadapted_accuracy"] == pytest.approx(unadapted)
+    assert metrics["test_accuracy"] == pytest.approx(adapted)
+    # One round: the pseudo-labels are the speaker-independent model's own predictions.
+    assert abs(metrics["test_pseudo_label_accuracy"] - unadapted) <= 2 / len(predictions)
+
+
+def test_cross_fitting_scores_each_half_with_a_copy_adapted_on_the_other():
+    voice = Utterances(
+        [np.full((3, 2), i, np.float32) for i in range(10)], list("0123401234"), np.zeros(10)
+    )
+    train = Utterances([np.full((3, 2), -1, np.float32)], ["0"], np.zeros(1))
+    seen, scored, copies = {}, {}, []
+
+    def copy_model():
+        copies.append(len(copies))
+        return copies[-1]
+
+    def ids(examples):
+        return {int(f[0, 0]) for f in examples.frames}
+
+    def fine_tune(copy, examples):
+        seen.setdefault(copy, []).append((ids(examples), list(examples.labels)))
+
+    def predict(copy, examples):
+        scored.setdefault(copy, []).append(ids(examples))
+        # Recordings 0-4 confidently "1", the rest unsure: only those become pseudo-labels.
+        sure, unsure = [0.0, 0.95, 0.05, 0, 0], [0.5, 0.5, 0, 0, 0]
+        return np.array([sure if f[0, 0] < 5 else unsure for f in examples.frames], np.float32)
+
+    adapted = adaptation.cross_fitted(
+        copy_model, voice, train, list("01234"), 2, 0.9, fine_tune, predict,
+        np.random.default_rng(0),
+    )  # fmt: skip
+    assert copies == [0, 1] and all(len(seen[c]) == 2 for c in copies)  # two rounds per copy
+    for copy in copies:
+        pool, final = scored[copy][0], scored[copy][-1]
+        assert pool | final == set(range(10)) and not pool & final and len(final) == 5
+        for fine_tuned, labels in seen[copy]:
+            assert -1 in fine_tuned and fine_tuned - {-1} <= pool  # never what it scores
+            assert labels[1:] == ["1"] * (len(labels) - 1)  # the confident prediction
+    assert adapted.pseudo_labels == 5  # recordings 0-4, across the two halves
+    assert adapted.pseudo_label_accuracy == pytest.approx(1 / 5)  # "1" is right for recording 1
+    assert adapted.probabilities.shape == (10, 5)
 
 
 def test_fsdd_has_six_balanced_derived_speakers():
@@ -555,6 +616,14 @@ FLAG_ERRORS = {
     "vtlp of 1": (["--vtlp", "1"], "--vtlp must be in [0, 1), got 1.0"),
     "negative speed": (["--speed", "-0.1"], "--speed must be in [0, 1), got -0.1"),
     "negative time masks": (["--time-masks", "-1"], "--time-masks must not be negative, got -1"),
+    "adaptation without a held-out speaker": (
+        ["--adapt", "1"],
+        "--adapt adapts to a held-out speaker: it needs --mode isolated --split speaker",
+    ),
+    "adaptation confidence of 1": (
+        ["--adapt-confidence", "1"],
+        "--adapt-confidence must be in [0, 1), got 1.0",
+    ),
     "search over every speaker held out": (
         [*EVERY_SPEAKER, "--tune", "--max-trials", "1"],
         "--tune does not combine with folds: search on one fold's configuration",

@@ -1,0 +1,80 @@
+"""Unsupervised adaptation to a new voice by self-training on its unlabelled recordings.
+
+The speaker-independent model labels the new speaker's recordings; those it labels with
+confidence >= ``--adapt-confidence`` join the training data and a copy of the model is
+fine-tuned on them, and the round repeats with the sharper copy (pseudo-labelling, Lee 2013;
+Yarowsky-style self-training). No reference label of the new voice is ever read.
+
+The score stays honest by cross-fitting: the new voice's recordings are split in two halves,
+and each half is scored by a copy adapted on the OTHER half, so no copy has seen (even
+unlabelled) the recordings it scores. Self-training cannot undo a confident, systematic
+confusion (a voice whose "two" sounds like the training voices' "four"): it reinforces it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import keras
+import numpy as np
+
+from pipelines.speech.utterances import Utterances
+
+
+@dataclass
+class Adapted:
+    """Class probabilities of every new-voice recording (each from the copy adapted on the other
+    half), and the pseudo-labels of the last round of both copies: how many, which were right."""
+
+    probabilities: np.ndarray
+    pseudo_labels: int
+    pseudo_label_accuracy: float | None  # None: no prediction was confident enough
+
+
+def cross_fitted(
+    copy_model: Callable[[], keras.Model],
+    new_voice: Utterances,
+    train: Utterances,
+    classes: list[str],
+    rounds: int,
+    confidence: float,
+    fine_tune: Callable[[keras.Model, Utterances], None],
+    predict: Callable[[keras.Model, Utterances], np.ndarray],
+    rng: np.random.Generator,
+) -> Adapted:
+    """Score each half of ``new_voice`` with a copy of the model self-trained on the other half.
+
+    ``copy_model`` returns a fresh compiled copy of the speaker-independent model; ``fine_tune``
+    trains a copy on labelled utterances; ``predict`` returns their class probabilities.
+    """
+    order = rng.permutation(len(new_voice))
+    halves = np.sort(order[: len(order) // 2]), np.sort(order[len(order) // 2 :])
+    probabilities = np.zeros((len(new_voice), len(classes)), np.float32)
+    truth = np.array([classes.index(label) for label in new_voice.labels])
+    chosen, right = 0, 0
+    for unlabelled, scored in (halves, halves[::-1]):
+        adapted = copy_model()
+        pool = new_voice.subset(unlabelled)
+        for _ in range(rounds):
+            confident, labels = pseudo_labelled(predict(adapted, pool), confidence)
+            fine_tune(adapted, joined(train, pool.subset(confident), [classes[i] for i in labels]))
+        chosen += len(confident)
+        right += int((labels == truth[unlabelled][confident]).sum())
+        probabilities[scored] = predict(adapted, new_voice.subset(scored))
+    return Adapted(probabilities, chosen, right / chosen if chosen else None)
+
+
+def pseudo_labelled(probabilities: np.ndarray, confidence: float) -> tuple[np.ndarray, np.ndarray]:
+    """Indices whose top class probability reaches ``confidence``, and that class."""
+    confident = np.flatnonzero(probabilities.max(axis=1) >= confidence)
+    return confident, probabilities[confident].argmax(axis=1)
+
+
+def joined(train: Utterances, pseudo: Utterances, labels: list[str]) -> Utterances:
+    """The training utterances followed by the pseudo-labelled ones (their labels replaced)."""
+    return Utterances(
+        train.frames + pseudo.frames,
+        train.labels + labels,
+        np.concatenate([train.speakers, pseudo.speakers]),
+    )
