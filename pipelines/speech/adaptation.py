@@ -3,7 +3,8 @@
 The speaker-independent model labels the new speaker's recordings; those it labels with
 confidence >= ``--adapt-confidence`` join the training data and a copy of the model is
 fine-tuned on them, and the round repeats with the sharper copy (pseudo-labelling, Lee 2013;
-Yarowsky-style self-training). No reference label of the new voice is ever read.
+Yarowsky-style self-training). The new voice's reference labels never reach training: they
+only count, for the report, how many pseudo-labels were right.
 
 The score stays honest by cross-fitting: the new voice's recordings are split in two halves,
 and each half is scored by a copy adapted on the OTHER half, so no copy has seen (even
@@ -56,6 +57,7 @@ def cross_fitted(
     for unlabelled, scored in (halves, halves[::-1]):
         adapted = copy_model()
         pool = new_voice.subset(unlabelled)
+        confident, labels = np.array([], int), np.array([], int)  # unless a round runs
         for _ in range(rounds):
             confident, labels = pseudo_labelled(predict(adapted, pool), confidence)
             fine_tune(adapted, joined(train, pool.subset(confident), [classes[i] for i in labels]))

@@ -231,6 +231,16 @@ def test_cross_fitting_scores_each_half_with_a_copy_adapted_on_the_other():
     assert adapted.probabilities.shape == (10, 5)
 
 
+def test_no_round_scores_with_unadapted_copies_and_reports_no_pseudo_labels():
+    voice = Utterances([np.zeros((2, 1), np.float32)] * 4, list("0101"), np.zeros(4))
+    adapted = adaptation.cross_fitted(
+        lambda: None, voice, voice, list("01"), 0, 0.5, None,
+        lambda _, examples: np.tile([0.9, 0.1], (len(examples), 1)), np.random.default_rng(0),
+    )  # fmt: skip
+    assert adapted.pseudo_labels == 0 and adapted.pseudo_label_accuracy is None
+    np.testing.assert_allclose(adapted.probabilities, np.tile([0.9, 0.1], (4, 1)))
+
+
 def test_fsdd_has_six_balanced_derived_speakers():
     corpus = load_corpus("fsdd")
     assert len(corpus) == 3000 and corpus.frames[0].shape[1] == 13
