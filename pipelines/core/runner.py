@@ -192,7 +192,7 @@ def train_and_evaluate(
         history = fit(task, cfg, model, splits, opts)
     train_seconds = time.perf_counter() - started
     if spans_workers(strategy):
-        model = _local_copy(task, cfg, splits, model)
+        model = rebuilt_copy(task, cfg, splits, model)
     model = task.deployable(model, splits, cfg)
     report = task.evaluate(model, splits, cfg)
     report.metrics.setdefault("train_seconds", train_seconds)
@@ -210,12 +210,15 @@ def train_and_evaluate(
     )
 
 
-def _local_copy(task: Task, cfg: TaskConfig, splits: Splits, model: keras.Model) -> keras.Model:
-    """The trained model outside the multi-worker strategy: every worker holds the same weights,
-    and evaluating or logging them must not wait on collectives the other workers never call."""
-    local = task.build_model(cfg, splits)  # outside the scope: the default strategy
-    local.set_weights(model.get_weights())
-    return local
+def rebuilt_copy(task: Task, cfg: TaskConfig, splits: Splits, model: keras.Model) -> keras.Model:
+    """A new compiled model of the task with the trained weights, built outside any strategy.
+
+    After multi-worker training every worker holds the same weights, and evaluating or logging
+    them must not wait on collectives the other workers never call; a copy can also be trained
+    further without touching the original (speech's --adapt)."""
+    copy = task.build_model(cfg, splits)  # outside any scope: the default strategy
+    copy.set_weights(model.get_weights())
+    return copy
 
 
 def fit(

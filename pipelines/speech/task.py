@@ -39,6 +39,7 @@ from pipelines.core import (
     option,
 )
 from pipelines.core.plotting import figure
+from pipelines.core.runner import rebuilt_copy
 from pipelines.core.training import WeightAveraging, make_optimizer
 from pipelines.speech import features
 from pipelines.speech.adaptation import Adapted, cross_fitted
@@ -340,8 +341,7 @@ class SpeechTask(Task):
         info = splits.info
 
         def copy_model() -> keras.Model:
-            copy = self.build_model(cfg, splits)
-            copy.set_weights(model.get_weights())
+            copy = rebuilt_copy(self, cfg, splits, model)
             copy.optimizer.learning_rate.assign(cfg.learning_rate / 3)
             return copy
 
