@@ -634,6 +634,8 @@ FLAG_ERRORS = {
         ["--adapt-confidence", "1"],
         "--adapt-confidence must be in [0, 1), got 1.0",
     ),
+    "negative adaptation rounds": (["--adapt", "-1"], "--adapt must not be negative, got -1"),
+    "no adaptation epochs": (["--adapt-epochs", "0"], "--adapt-epochs must be positive, got 0"),
     "search over every speaker held out": (
         [*EVERY_SPEAKER, "--tune", "--max-trials", "1"],
         "--tune does not combine with folds: search on one fold's configuration",
