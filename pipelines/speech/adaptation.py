@@ -8,8 +8,11 @@ only count, for the report, how many pseudo-labels were right.
 
 The score stays honest by cross-fitting: the new voice's recordings are split in two halves,
 and each half is scored by a copy adapted on the OTHER half, so no copy has seen (even
-unlabelled) the recordings it scores. Self-training cannot undo a confident, systematic
-confusion (a voice whose "two" sounds like the training voices' "four"): it reinforces it.
+unlabelled) the recordings it scores. Self-training alone cannot undo a confident, systematic
+confusion (a voice whose "two" sounds like the training voices' "four"): it reinforces it. When
+the new voice says every word about equally often (a read word list), ``balanced`` posteriors
+undo it: they give each word an equal share of the recordings, so the "two"s that the model
+finds least unlike a "two" are called "two" again.
 """
 
 from __future__ import annotations
@@ -65,6 +68,21 @@ def cross_fitted(
         right += int((labels == truth[unlabelled][confident]).sum())
         probabilities[scored] = predict(adapted, new_voice.subset(scored))
     return Adapted(probabilities, chosen, right / chosen if chosen else None)
+
+
+def balanced(probabilities: np.ndarray, iterations: int = 100) -> np.ndarray:
+    """Posteriors rescaled so every class gets an equal share of the recordings.
+
+    Sinkhorn-Knopp scaling (as in Asano et al. 2020's self-labelling): each class's column is
+    multiplied by a factor and each row renormalised, alternately, until the columns sum to the
+    same total. Whole classes are rescaled: every recording's odds of one class against another
+    change by the same factor, so the recordings that move are the least unlike their new class.
+    """
+    scaled = probabilities.astype(np.float64) + 1e-12
+    for _ in range(iterations):
+        scaled /= scaled.sum(axis=0, keepdims=True)
+        scaled /= scaled.sum(axis=1, keepdims=True)
+    return scaled.astype(np.float32)
 
 
 def pseudo_labelled(probabilities: np.ndarray, confidence: float) -> tuple[np.ndarray, np.ndarray]:

@@ -42,7 +42,7 @@ from pipelines.core.plotting import figure
 from pipelines.core.runner import rebuilt_copy
 from pipelines.core.training import WeightAveraging, make_optimizer
 from pipelines.speech import features
-from pipelines.speech.adaptation import Adapted, cross_fitted
+from pipelines.speech.adaptation import Adapted, balanced, cross_fitted
 from pipelines.speech.augment import NO_AUGMENTATION, Augmentation, augmented
 from pipelines.speech.corpora import BUILTIN, load_corpus
 from pipelines.speech.utterances import (
@@ -112,6 +112,13 @@ class SpeechConfig(TaskConfig):
         "self-training on its own recordings, labelled by the model's confident predictions; "
         "each half of them is scored by a copy adapted on the other half",
     )
+    balance_words: str = option(
+        "off",
+        "assume the held-out speaker says every word about equally often (a read word list) and "
+        "rescale its posteriors so each word gets an equal share, before deciding and before "
+        "pseudo-labelling (isolated, --split speaker)",
+        SWITCHES,
+    )
     adapt_confidence: float = option(0.9, "least probability that makes a pseudo-label (--adapt)")
     adapt_epochs: int = option(
         8, "fine-tuning epochs per adaptation round, at a third of --learning-rate"
@@ -140,13 +147,18 @@ class SpeechConfig(TaskConfig):
                                   "adapt")  # fmt: skip
         self.require_positive("adapt_epochs")
         self.require_rate("vtlp", "speed", "adapt_confidence")
-        if self.adapt and (self.mode, self.split) != ("isolated", "speaker"):
-            raise ConfigError(
-                "--adapt adapts to a held-out speaker: it needs --mode isolated --split speaker"
-            )
+        for flag, used in (("--adapt", self.adapt), ("--balance-words", self.balanced)):
+            if used and (self.mode, self.split) != ("isolated", "speaker"):
+                raise ConfigError(
+                    f"{flag} adapts to a held-out speaker: it needs --mode isolated --split speaker"
+                )
         self.require_split()
         if self.conv_stride not in (1, 2, 3):
             raise ConfigError(f"--conv-stride must be 1, 2 or 3, got {self.conv_stride}")
+
+    @property
+    def balanced(self) -> bool:
+        return self.balance_words == "on"
 
 
 class SpeechTask(Task):
@@ -302,16 +314,17 @@ class SpeechTask(Task):
         classes = splits.info["classes"]
         truth = np.array([classes.index(label) for label in test.labels])
         speaker_independent = class_probabilities(model, test, cfg.batch_size)
-        probabilities = speaker_independent
+        probabilities = balanced(speaker_independent) if cfg.balanced else speaker_independent
         if cfg.adapt:
             adapted = self._adapted(model, splits, cfg)
             probabilities = adapted.probabilities
-            report.metrics |= {
-                "unadapted_accuracy": float((speaker_independent.argmax(1) == truth).mean()),
-                "pseudo_labels": float(adapted.pseudo_labels),
-            }
+            report.metrics["pseudo_labels"] = float(adapted.pseudo_labels)
             if adapted.pseudo_label_accuracy is not None:
                 report.metrics["pseudo_label_accuracy"] = adapted.pseudo_label_accuracy
+        adapting = bool(cfg.adapt or cfg.balanced)
+        if adapting:
+            unadapted = speaker_independent.argmax(1)
+            report.metrics["unadapted_accuracy"] = float((unadapted == truth).mean())
         predicted = probabilities.argmax(axis=1)
         report.metrics["accuracy"] = float((predicted == truth).mean())
         report.metrics["errors"] = float((predicted != truth).sum())
@@ -322,11 +335,7 @@ class SpeechTask(Task):
                 "predicted": [classes[i] for i in predicted],
                 "confidence": probabilities.max(axis=1),
             }
-            | (
-                {"unadapted": [classes[i] for i in speaker_independent.argmax(1)]}
-                if cfg.adapt
-                else {}
-            )
+            | ({"unadapted": [classes[i] for i in unadapted]} if adapting else {})
         )
         confusion = np.zeros((len(classes), len(classes)), np.int64)
         np.add.at(confusion, (truth, predicted), 1)
@@ -339,6 +348,10 @@ class SpeechTask(Task):
     def _adapted(self, model: keras.Model, splits: Splits, cfg: SpeechConfig) -> Adapted:
         """The held-out speaker's recordings scored after self-training (see --adapt)."""
         info = splits.info
+
+        def predict(copy: keras.Model, examples: Utterances) -> np.ndarray:
+            probabilities = class_probabilities(copy, examples, cfg.batch_size)
+            return balanced(probabilities) if cfg.balanced else probabilities
 
         def copy_model() -> keras.Model:
             copy = rebuilt_copy(self, cfg, splits, model)
@@ -358,7 +371,7 @@ class SpeechTask(Task):
             cfg.adapt,
             cfg.adapt_confidence,
             fine_tune,
-            lambda copy, examples: class_probabilities(copy, examples, cfg.batch_size),
+            predict,
             np.random.default_rng(cfg.seed),
         )
 

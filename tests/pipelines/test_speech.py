@@ -20,6 +20,7 @@ from pipelines.speech.task import (
     aligned_confusion,
     augmentation,
     batched,
+    class_probabilities,
     ctc_transcripts,
     predict_frames,
     resolve_normalization,
@@ -239,6 +240,55 @@ def test_no_round_scores_with_unadapted_copies_and_reports_no_pseudo_labels():
     )  # fmt: skip
     assert adapted.pseudo_labels == 0 and adapted.pseudo_label_accuracy is None
     np.testing.assert_allclose(adapted.probabilities, np.tile([0.9, 0.1], (4, 1)))
+
+
+def test_balanced_posteriors_give_every_class_an_equal_share():
+    probabilities = np.random.default_rng(0).dirichlet([0.3] * 4, size=40)
+    balanced = adaptation.balanced(probabilities)
+    np.testing.assert_allclose(balanced.sum(axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(balanced.sum(axis=0), 10.0, rtol=1e-3)
+    # Whole classes are rescaled: every recording's odds of one class against another change
+    # by the same factor.
+    odds_change = np.log(balanced / balanced[:, :1]) - np.log(probabilities / probabilities[:, :1])
+    np.testing.assert_allclose(odds_change, odds_change[:1].repeat(40, axis=0), atol=1e-3)
+
+
+def test_balancing_undoes_a_confident_systematic_confusion():
+    # Every "a" is heard as "b", but "a"s look less unlike "a" than the true "b"s do.
+    heard_as_b = [[0.3, 0.7]] * 10 + [[0.001, 0.999]] * 10
+    truth = [0] * 10 + [1] * 10
+    assert (np.argmax(heard_as_b, axis=1) == 1).all()
+    assert (adaptation.balanced(np.array(heard_as_b)).argmax(axis=1) == truth).all()
+
+
+def test_already_balanced_posteriors_are_unchanged():
+    probabilities = np.array([[0.8, 0.2], [0.2, 0.8], [0.6, 0.4], [0.4, 0.6]])
+    np.testing.assert_allclose(adaptation.balanced(probabilities), probabilities, atol=1e-6)
+
+
+def test_balanced_run_decides_by_the_rebalanced_posteriors(shared_store):
+    cfg = SpeechConfig(
+        mode="isolated", split="speaker", held_out_speaker="speaker_2", balance_words="on",
+        **TINY,
+    )  # fmt: skip
+    opts = RunOptions(tracking_uri=shared_store, experiment="speech-balanced")
+    result = run(SpeechTask(), cfg, opts)
+    (logged,) = runs_of(shared_store, "speech-balanced")
+    predictions = result.report.tables["predictions"]
+    info = SpeechTask().data(cfg).info  # the same split again: it is seeded
+    posteriors = class_probabilities(result.model, info["examples"]["test"], cfg.batch_size)
+    classes = info["classes"]
+    expected = [classes[i] for i in adaptation.balanced(posteriors).argmax(axis=1)]
+    assert predictions["predicted"].tolist() == expected
+    assert predictions["unadapted"].tolist() == [classes[i] for i in posteriors.argmax(axis=1)]
+    metrics = logged.data.metrics
+    assert metrics["test_accuracy"] == pytest.approx(
+        (predictions["predicted"] == predictions["reference"]).mean()
+    )
+    assert metrics["test_unadapted_accuracy"] == pytest.approx(
+        (predictions["unadapted"] == predictions["reference"]).mean()
+    )
+    assert "test_pseudo_labels" not in metrics  # balancing alone trains nothing
 
 
 def test_fsdd_has_six_balanced_derived_speakers():
@@ -629,6 +679,10 @@ FLAG_ERRORS = {
     "adaptation without a held-out speaker": (
         ["--adapt", "1"],
         "--adapt adapts to a held-out speaker: it needs --mode isolated --split speaker",
+    ),
+    "balancing without a held-out speaker": (
+        ["--balance-words", "on"],
+        "--balance-words adapts to a held-out speaker: it needs --mode isolated --split speaker",
     ),
     "adaptation confidence of 1": (
         ["--adapt-confidence", "1"],
