@@ -50,7 +50,9 @@ def cross_fitted(
     """Score each half of ``new_voice`` with a copy of the model self-trained on the other half.
 
     ``copy_model`` returns a fresh compiled copy of the speaker-independent model; ``fine_tune``
-    trains a copy on labelled utterances; ``predict`` returns their class probabilities.
+    trains a copy on labelled utterances; ``predict`` returns class probabilities. It is always
+    given all of the new voice's recordings, so posteriors balanced over the voice see every one
+    of them; a copy's scores are then read from the rows of the half it never trained on.
     """
     order = rng.permutation(len(new_voice))
     halves = np.sort(order[: len(order) // 2]), np.sort(order[len(order) // 2 :])
@@ -62,11 +64,11 @@ def cross_fitted(
         pool = new_voice.subset(unlabelled)
         confident, labels = np.array([], int), np.array([], int)  # unless a round runs
         for _ in range(rounds):
-            confident, labels = pseudo_labelled(predict(adapted, pool), confidence)
+            confident, labels = pseudo_labelled(predict(adapted, new_voice)[unlabelled], confidence)
             fine_tune(adapted, joined(train, pool.subset(confident), [classes[i] for i in labels]))
         chosen += len(confident)
         right += int((labels == truth[unlabelled][confident]).sum())
-        probabilities[scored] = predict(adapted, new_voice.subset(scored))
+        probabilities[scored] = predict(adapted, new_voice)[scored]
     return Adapted(probabilities, chosen, right / chosen if chosen else None)
 
 

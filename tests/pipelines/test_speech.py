@@ -198,7 +198,7 @@ def test_cross_fitting_scores_each_half_with_a_copy_adapted_on_the_other():
         [np.full((3, 2), i, np.float32) for i in range(10)], list("0123401234"), np.zeros(10)
     )
     train = Utterances([np.full((3, 2), -1, np.float32)], ["0"], np.zeros(1))
-    seen, scored, copies = {}, {}, []
+    seen, given, copies = {}, [], []
 
     def copy_model():
         copies.append(len(copies))
@@ -211,21 +211,26 @@ def test_cross_fitting_scores_each_half_with_a_copy_adapted_on_the_other():
         seen.setdefault(copy, []).append((ids(examples), list(examples.labels)))
 
     def predict(copy, examples):
-        scored.setdefault(copy, []).append(ids(examples))
+        given.append(ids(examples))
         # Recordings 0-4 confidently "1", the rest unsure: only those become pseudo-labels.
         sure, unsure = [0.0, 0.95, 0.05, 0, 0], [0.5, 0.5, 0, 0, 0]
-        return np.array([sure if f[0, 0] < 5 else unsure for f in examples.frames], np.float32)
+        rows = np.array([sure if f[0, 0] < 5 else unsure for f in examples.frames], np.float32)
+        rows[:, 4] = copy / 100  # marks which copy scored a recording
+        return rows
 
     adapted = adaptation.cross_fitted(
         copy_model, voice, train, list("01234"), 2, 0.9, fine_tune, predict,
         np.random.default_rng(0),
     )  # fmt: skip
     assert copies == [0, 1] and all(len(seen[c]) == 2 for c in copies)  # two rounds per copy
+    assert all(recordings == set(range(10)) for recordings in given)  # balancing sees them all
+    scored_by = [
+        set(np.flatnonzero(np.isclose(adapted.probabilities[:, 4], c / 100))) for c in copies
+    ]
+    assert scored_by[0] | scored_by[1] == set(range(10)) and len(scored_by[0]) == 5
     for copy in copies:
-        pool, final = scored[copy][0], scored[copy][-1]
-        assert pool | final == set(range(10)) and not pool & final and len(final) == 5
         for fine_tuned, labels in seen[copy]:
-            assert -1 in fine_tuned and fine_tuned - {-1} <= pool  # never what it scores
+            assert -1 in fine_tuned and not fine_tuned & scored_by[copy]  # never what it scores
             assert labels[1:] == ["1"] * (len(labels) - 1)  # the confident prediction
     assert adapted.pseudo_labels == 5  # recordings 0-4, across the two halves
     assert adapted.pseudo_label_accuracy == pytest.approx(1 / 5)  # "1" is right for recording 1
