@@ -40,6 +40,7 @@ from pipelines.core.plotting import figure
 from pipelines.core.timeseries import (
     Standardizer,
     TimeSeries,
+    duplicates_option,
     read_series_csv,
     split_points,
     windows,
@@ -65,7 +66,8 @@ class AnomalyConfig(TaskConfig):
     merge_gap: int = option(128, "merge detections at most this many steps apart")
     validation_fraction: float = option(0.2, "share of the series for threshold fitting")
     test_fraction: float = option(0.2, "share of the series held out for evaluation")
-    time_column: str = option("", "CSV time column (default: row number)")
+    time_column: str = option("", "CSV time column (default: one named or parsed like one)")
+    duplicates: str = duplicates_option()
     value_columns: list[str] = option([], "CSV value columns, comma separated (default: numeric)")
     label_column: str = option("", "CSV 0/1 anomaly label column")
     labels: str = option("", "NAB combined_windows.json giving this CSV's anomaly windows")
@@ -142,7 +144,12 @@ class AnomalyTask(Task):
         spec = cfg.data
         if spec.endswith(".csv") or "/" in spec:
             series = read_series_csv(
-                spec, cfg.time_column, cfg.value_columns or None, cfg.label_column, cfg.fill_missing
+                spec,
+                cfg.time_column,
+                cfg.value_columns or None,
+                cfg.label_column,
+                cfg.fill_missing,
+                cfg.duplicates,
             )
             if cfg.labels:
                 series.labels = self._nab_labels(cfg.labels, spec, series)
@@ -162,7 +169,10 @@ class AnomalyTask(Task):
         except (KeyError, ValueError) as exc:
             raise DataError(str(exc).strip("'\"")) from None
         if not np.issubdtype(series.timestamps.dtype, np.datetime64):
-            raise DataError("NAB labels need --time-column naming the CSV's timestamp column")
+            raise DataError(
+                f"NAB labels need timestamps; {Path(data_path).name} has no time column "
+                "(name it with --time-column)"
+            )
         labels = detection.nab_windows_to_labels(series.timestamps, nab_windows)
         if nab_windows and not labels.any():
             raise DataError(

@@ -1,16 +1,40 @@
 """Time-series plumbing shared by the anomaly and forecasting tasks: reading, validating,
-splitting, scaling and windowing a series."""
+ordering, splitting, scaling and windowing a series."""
 
 from __future__ import annotations
 
+import re
+import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
+import mlflow
 import numpy as np
 import pandas as pd
 import tensorflow as tf
 
+from pipelines.core.config import option
 from pipelines.core.errors import DataError
+
+DUPLICATE_RULES = ("refuse", "mean")
+# A column named like one of these is the time axis unless --time-column says otherwise.
+TIME_NAMES = re.compile(r"^(timestamps?|time|times|date|dates|datetime|ds|dt|time_?stamp)$", re.I)
+# A column named like one of these holds labels: read only when --label-column names it, and
+# never a feature (a model that sees the answer learns nothing).
+LABEL_NAMES = re.compile(r"^(labels?|is_?anomal(y|ies)|anomal(y|ies)|is_?outlier|outliers?)$", re.I)
+# A column is a value column with bad cells (refused or repaired), not text, when at least this
+# share of its non-empty cells parse as numbers.
+MOSTLY_NUMERIC = 0.5
+
+
+def duplicates_option() -> Any:
+    """The ``--duplicates`` config field every series task shares."""
+    return option(
+        "refuse",
+        "rows sharing a timestamp: refuse the file, or average them into one row (mean)",
+        choices=DUPLICATE_RULES,
+    )
 
 
 @dataclass
@@ -41,6 +65,22 @@ class TimeSeries:
             test_start=None,
         )
 
+    def reorder(self, order: np.ndarray) -> TimeSeries:
+        labels = None if self.labels is None else self.labels[order]
+        return replace(
+            self, timestamps=self.timestamps[order], values=self.values[order], labels=labels
+        )
+
+    def merge_repeated(self) -> TimeSeries:
+        """One row per timestamp of a sorted series: values averaged, labels OR-ed."""
+        stamps, starts = np.unique(self.timestamps, return_index=True)
+        counts = np.diff(np.append(starts, len(self)))
+        values = np.add.reduceat(self.values.astype(np.float64), starts, axis=0) / counts[:, None]
+        labels = None
+        if self.labels is not None:
+            labels = np.maximum.reduceat(self.labels, starts).astype(self.labels.dtype)
+        return replace(self, timestamps=stamps, values=values.astype(np.float32), labels=labels)
+
 
 def read_series_csv(
     path: str | Path,
@@ -48,23 +88,19 @@ def read_series_csv(
     value_columns: list[str] | None = None,
     label_column: str = "",
     fill_missing: bool = False,
+    duplicates: str = "refuse",
 ) -> TimeSeries:
-    """Read and validate a CSV series; every problem becomes one clear DataError.
+    """Read, validate and time-order a CSV series; every problem becomes one clear DataError.
 
-    Without ``value_columns`` every numeric column but the time and label columns is a value.
-    ``fill_missing`` interpolates NaN/inf in time instead of refusing them.
+    Without ``time_column`` a column named like one (``timestamp``, ``time``, ``date``...) or
+    whose text all parses as dates is the time axis (else the row number). Without
+    ``value_columns`` every mostly-numeric column but the time and label columns is a value; a
+    column named like a label (``label``, ``is_anomaly``...) is never one. A non-numeric cell in a
+    value column is refused, naming its row, or with ``fill_missing`` interpolated in time like
+    NaN/inf. Rows out of time order are sorted (see :func:`ensure_time_order`).
     """
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"data file not found: {path}")
-    try:
-        frame = pd.read_csv(path)
-    except pd.errors.EmptyDataError:
-        raise DataError(f"data file is empty: {path}") from None
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise DataError(f"cannot parse {path} as CSV: {exc}") from None
-    if frame.empty:
-        raise DataError(f"data file has no rows: {path}")
+    frame = _read_frame(path)
     wanted = [c for c in [time_column, label_column, *(value_columns or [])] if c]
     unknown = [c for c in wanted if c not in frame.columns]
     if unknown:
@@ -72,32 +108,74 @@ def read_series_csv(
             f"{path.name} has no column(s) {', '.join(unknown)}; "
             f"columns are {', '.join(map(str, frame.columns))}"
         )
-    if value_columns:
-        columns = list(value_columns)
-    else:
-        excluded = {time_column, label_column}
-        columns = [
-            c
-            for c in frame.columns
-            if c not in excluded and pd.api.types.is_numeric_dtype(frame[c])
-        ]
+    time_column = time_column or _find_time_column(frame)
+    columns = list(value_columns) if value_columns else _value_columns(frame, time_column)
     if not columns:
         raise DataError(f"{path.name} has no numeric value column")
-    try:
-        values = frame[columns].apply(pd.to_numeric, errors="raise").to_numpy(np.float64)
-    except (ValueError, TypeError):
-        raise DataError(
-            f"value column(s) {', '.join(columns)} of {path.name} are not numeric"
-        ) from None
+    values = np.column_stack([_numeric(frame[c], c, path.name, fill_missing) for c in columns])
     values = _check_finite(values, path.name, fill_missing)
     timestamps = _timestamps(frame, time_column, path.name)
     labels = None
     if label_column:
-        labels = frame[label_column].to_numpy()
+        labels = pd.to_numeric(frame[label_column], errors="coerce").to_numpy()
         if not np.isin(labels, (0, 1)).all():
             raise DataError(f"label column {label_column!r} of {path.name} must hold only 0 and 1")
         labels = labels.astype(np.int32)
-    return TimeSeries(timestamps, values.astype(np.float32), columns, labels, name=path.stem)
+    series = TimeSeries(timestamps, values.astype(np.float32), columns, labels, name=path.stem)
+    return ensure_time_order(series, duplicates, path.name) if time_column else series
+
+
+def _read_frame(path: Path) -> pd.DataFrame:
+    if not path.is_file():
+        raise DataError(f"data file not found: {path}")
+    try:
+        frame = pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        raise DataError(f"data file is empty: {path}") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise DataError(f"cannot parse {path} as CSV: {str(exc).strip()}") from None
+    if frame.empty:
+        raise DataError(f"data file has no rows: {path}")
+    return frame
+
+
+def _find_time_column(frame: pd.DataFrame) -> str:
+    """The column named like a time axis, else the first text column that is all dates."""
+    for column in frame.columns:
+        if TIME_NAMES.match(str(column)):
+            return str(column)
+    for column in frame.columns:
+        cells = frame[column]
+        if pd.api.types.is_numeric_dtype(cells) or cells.isna().all():
+            continue
+        if _parse_dates(cells).notna().all():
+            return str(column)
+    return ""
+
+
+def _value_columns(frame: pd.DataFrame, time_column: str) -> list[str]:
+    """Mostly-numeric columns that are neither the time axis nor named like labels."""
+    columns = []
+    for column in frame.columns:
+        if column == time_column or LABEL_NAMES.match(str(column)):
+            continue
+        cells = frame[column].dropna()
+        if len(cells) and pd.to_numeric(cells, errors="coerce").notna().mean() >= MOSTLY_NUMERIC:
+            columns.append(str(column))
+    return columns
+
+
+def _numeric(cells: pd.Series, column: str, name: str, fill_missing: bool) -> np.ndarray:
+    """A value column as float64; a non-numeric cell is refused, or NaN with ``fill_missing``."""
+    parsed = pd.to_numeric(cells, errors="coerce")
+    bad = parsed.isna() & cells.notna()
+    if bad.any() and not fill_missing:
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        raise DataError(
+            f"column {column!r} of {name} has {int(bad.sum())} non-numeric cell(s) (first at "
+            f"row {row}: {cells.iloc[row]!r}); fix them or pass --fill-missing to interpolate them"
+        )
+    return parsed.to_numpy(np.float64, na_value=np.nan)
 
 
 def _check_finite(values: np.ndarray, name: str, fill_missing: bool) -> np.ndarray:
@@ -117,35 +195,75 @@ def _check_finite(values: np.ndarray, name: str, fill_missing: bool) -> np.ndarr
     return filled
 
 
+def _parse_dates(cells: pd.Series) -> pd.Series:
+    """Dates as naive UTC (explicit offsets, e.g. around a DST change, are honoured)."""
+    import warnings
+
+    with warnings.catch_warnings():  # "could not infer format" for mixed or odd text
+        warnings.simplefilter("ignore")
+        parsed = pd.to_datetime(cells, errors="coerce", utc=True)
+    return parsed.dt.tz_localize(None)
+
+
 def _timestamps(frame: pd.DataFrame, time_column: str, name: str) -> np.ndarray:
     if not time_column:
         return np.arange(len(frame))
     column = frame[time_column]
     if pd.api.types.is_numeric_dtype(column):
+        if column.isna().any():
+            raise DataError(f"time column {time_column!r} of {name} has empty cells")
         return column.to_numpy()
-    parsed = pd.to_datetime(column, errors="coerce")
+    parsed = _parse_dates(column)
     if parsed.isna().any():
-        raise DataError(f"time column {time_column!r} of {name} has unparseable timestamps")
+        row = int(np.flatnonzero(parsed.isna().to_numpy())[0])
+        raise DataError(
+            f"time column {time_column!r} of {name} has an unparseable timestamp at row {row}: "
+            f"{column.iloc[row]!r}"
+        )
     return parsed.to_numpy()
 
 
-def check_time_order(timestamps: np.ndarray, name: str) -> None:
-    """Refuse duplicated or non-increasing timestamps: windows would mix unrelated points."""
-    steps = np.diff(timestamps)
-    zero = (
-        steps.astype("timedelta64[ns]") == np.timedelta64(0)
-        if steps.dtype.kind == "m"
-        else steps == 0
-    )
-    if zero.any():
+def ensure_time_order(series: TimeSeries, duplicates: str = "refuse", name: str = "") -> TimeSeries:
+    """The series in time order: the one check every time-series task shares.
+
+    Rows out of order are stable-sorted by timestamp. Rows sharing a timestamp (the repeated
+    hour of a daylight-saving change, a double export) are refused unless ``duplicates`` is
+    ``"mean"``, which averages them into one row (a label is 1 if any of them is). What was
+    changed is said once on stderr and as the active MLflow run's ``time_order`` tag.
+    """
+    if duplicates not in DUPLICATE_RULES:
+        raise DataError(f"--duplicates must be one of {', '.join(DUPLICATE_RULES)}")
+    name = name or series.name or "the series"
+    stamps = series.timestamps
+    order = np.argsort(stamps, kind="stable")
+    moved = int(np.count_nonzero(order != np.arange(len(order))))
+    ordered = stamps[order]
+    repeated = np.flatnonzero(ordered[1:] == ordered[:-1]) + 1
+    if repeated.size and duplicates == "refuse":
+        first = ordered[repeated[0]]
         raise DataError(
-            f"{name} has duplicated timestamps (first at row {int(np.argmax(zero)) + 1})"
+            f"{name} has {repeated.size} row(s) repeating an earlier timestamp (first "
+            f"{pd.Timestamp(first) if ordered.dtype.kind == 'M' else first}); pass "
+            "--duplicates mean to average them"
         )
-    negative = steps < np.timedelta64(0) if steps.dtype.kind == "m" else steps < 0
-    if negative.any():
-        raise DataError(
-            f"{name} timestamps are not increasing (row {int(np.argmax(negative)) + 1})"
-        )
+    if not (moved or repeated.size):
+        return series
+    notes = []
+    if moved:
+        series = series.reorder(order)
+        notes.append(f"{moved} rows were out of time order and were sorted (stable)")
+    if repeated.size:
+        series = series.merge_repeated()
+        notes.append(f"{repeated.size} rows repeating a timestamp were averaged into the earlier")
+    announce_time_order(f"{name}: {'; '.join(notes)}")
+    return series
+
+
+def announce_time_order(message: str) -> None:
+    """Say once, on stderr and as the active run's ``time_order`` tag, how the data was ordered."""
+    print(f"note: {message}", file=sys.stderr)
+    if mlflow.active_run() is not None:
+        mlflow.set_tag("time_order", message[:5000])
 
 
 def split_points(n: int, validation_fraction: float, test_fraction: float) -> tuple[int, int]:

@@ -37,7 +37,7 @@ from pipelines.core.plotting import figure
 from pipelines.core.timeseries import (
     Standardizer,
     TimeSeries,
-    check_time_order,
+    duplicates_option,
     origin_windows,
     read_series_csv,
     split_points,
@@ -52,7 +52,8 @@ DECODERS = ("direct", "seq2seq")
 @dataclass
 class ForecastConfig(TaskConfig):
     data: str = option("taylor", f"{', '.join(FORECAST_SERIES)}, or a CSV path")
-    time_column: str = option("", "CSV time column (default: row number)")
+    time_column: str = option("", "CSV time column (default: one named or parsed like one)")
+    duplicates: str = duplicates_option()
     target_column: str = option("", "CSV column to forecast (default: first numeric column)")
     covariates: list[str] = option([], "CSV input-only columns, comma separated (multivariate)")
     fill_missing: bool = option(False, "interpolate NaN/inf values instead of refusing them")
@@ -101,7 +102,6 @@ class ForecastTask(Task):
     # ---- data -------------------------------------------------------------------------------
     def data(self, cfg: ForecastConfig) -> Splits:
         series, known_season = self.load(cfg)
-        check_time_order(series.timestamps, series.name or cfg.data)
         target = series.values[:, 0].astype(np.float64)
         n = len(series)
         train_end, validation_end = split_points(n, cfg.validation_fraction, cfg.test_fraction)
@@ -149,7 +149,13 @@ class ForecastTask(Task):
         columns = [cfg.target_column, *cfg.covariates] if cfg.target_column else None
         if columns is None and cfg.covariates:
             raise DataError("--covariates needs --target-column")
-        series = read_series_csv(cfg.data, cfg.time_column, columns, fill_missing=cfg.fill_missing)
+        series = read_series_csv(
+            cfg.data,
+            cfg.time_column,
+            columns,
+            fill_missing=cfg.fill_missing,
+            duplicates=cfg.duplicates,
+        )
         return series, 0
 
     @staticmethod

@@ -204,6 +204,7 @@ def _bad_csvs(workdir: Path) -> dict[str, Path]:
         "nan": workdir / "nan.csv",
         "short": workdir / "short.csv",
         "badlabel": workdir / "badlabel.csv",
+        "badcell": workdir / "badcell.csv",
     }
     files["empty"].write_text("")
     pd.DataFrame({"name": ["a", "b"], "kind": ["x", "y"]}).to_csv(files["text"], index=False)
@@ -214,6 +215,9 @@ def _bad_csvs(workdir: Path) -> dict[str, Path]:
     bad = frame.copy()
     bad.loc[3, "label"] = 2
     bad.to_csv(files["badlabel"], index=False)
+    cell = frame.astype({"value": object})
+    cell.loc[7, "value"] = "n/a?"
+    cell.to_csv(files["badcell"], index=False)
     (workdir / "windows.json").write_text(json.dumps({"other/file.csv": []}))
     late = [["2031-01-01 00:00:00", "2031-01-02 00:00:00"]]
     (workdir / "late.json").write_text(json.dumps({"data/good.csv": late}))
@@ -226,6 +230,7 @@ BAD_INPUTS = {
     "no numeric column": (["--data", "{text}"], "no numeric value column"),
     "unknown column": (["--data", "{good}", "--value-columns", "volts"], "no column(s) volts"),
     "nan values": (["--data", "{nan}"], "NaN/inf"),
+    "one non-numeric cell": (["--data", "{badcell}"], "non-numeric cell(s) (first at row 7"),
     "shorter than a window": (["--data", "{short}"], "fewer than one window"),
     "labels not 0/1": (["--data", "{badlabel}", "--label-column", "label"], "only 0 and 1"),
     "nab windows off the series": (

@@ -1,0 +1,85 @@
+"""Reading and time-ordering a CSV series (pipelines/core/timeseries.py): no training."""
+
+from __future__ import annotations
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipelines.core import DataError
+from pipelines.core.timeseries import ensure_time_order, read_series_csv
+
+
+def write(path, **columns) -> str:
+    pd.DataFrame(columns).to_csv(path, index=False)
+    return str(path)
+
+
+def test_a_label_column_is_never_a_feature_and_time_is_found_by_name(tmp_path):
+    stamps = pd.date_range("2024-01-01", periods=5, freq="h")
+    path = write(tmp_path / "s.csv", timestamp=stamps, value=[1, 2, 3, 4, 5], label=[0, 0, 1, 0, 0])
+    series = read_series_csv(path)
+    assert series.columns == ["value"]
+    assert series.timestamps.dtype.kind == "M" and series.timestamps[0] == stamps[0]
+    assert read_series_csv(path, label_column="label").labels.tolist() == [0, 0, 1, 0, 0]
+
+
+def test_a_date_column_with_any_name_is_the_time_axis(tmp_path):
+    stamps = pd.date_range("2024-01-01", periods=4, freq="D").strftime("%d %b %Y")
+    series = read_series_csv(write(tmp_path / "s.csv", when_seen=stamps, reading=[1.0, 2, 3, 4]))
+    assert series.columns == ["reading"] and series.timestamps.dtype.kind == "M"
+
+
+def test_one_bad_cell_is_an_error_naming_its_row_unless_filled(tmp_path):
+    values = ["1.0", "2.0", "oops", "4.0", "5.0", "6.0"]
+    path = write(tmp_path / "s.csv", value=values, label=[0, 0, 0, 1, 0, 0])
+    with pytest.raises(DataError, match=r"'value' of s.csv has 1 non-numeric cell.*row 2: 'oops'"):
+        read_series_csv(path)
+    filled = read_series_csv(path, fill_missing=True)
+    assert filled.columns == ["value"]
+    np.testing.assert_allclose(filled.values[:, 0], [1, 2, 3, 4, 5, 6])
+
+
+def test_text_columns_are_not_values(tmp_path):
+    path = write(tmp_path / "s.csv", host=["a", "b", "c"], cpu=[0.1, 0.2, 0.3])
+    assert read_series_csv(path).columns == ["cpu"]
+
+
+def test_out_of_order_rows_are_sorted_stably_and_said_once(tmp_path, tracking_uri, capsys):
+    stamps = pd.to_datetime(["2024-01-01 00:00", "2024-01-01 02:00", "2024-01-01 01:00"])
+    path = write(tmp_path / "s.csv", timestamp=stamps, value=[0.0, 2.0, 1.0])
+    mlflow.set_tracking_uri(tracking_uri)
+    with mlflow.start_run() as run:
+        series = read_series_csv(path)
+    np.testing.assert_array_equal(series.values[:, 0], [0, 1, 2])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "2 rows were out of time order" in err[0]
+    tags = mlflow.get_run(run.info.run_id).data.tags
+    assert "sorted" in tags["time_order"]
+
+
+def test_repeated_timestamps_are_refused_or_averaged_when_asked(tmp_path, capsys):
+    # The repeated hour of a daylight-saving change, written without an offset.
+    stamps = ["2024-10-27 01:00", "2024-10-27 02:00", "2024-10-27 02:00", "2024-10-27 03:00"]
+    path = write(tmp_path / "dst.csv", timestamp=stamps, value=[1.0, 2.0, 4.0, 5.0])
+    with pytest.raises(DataError, match="1 row.*repeating an earlier timestamp.*--duplicates mean"):
+        read_series_csv(path)
+    series = read_series_csv(path, duplicates="mean")
+    np.testing.assert_allclose(series.values[:, 0], [1, 3, 5])
+    assert len(series.timestamps) == 3
+    assert "averaged" in capsys.readouterr().err
+
+
+def test_explicit_offsets_keep_the_daylight_saving_hour_apart(tmp_path):
+    stamps = ["2024-10-27T02:30:00+02:00", "2024-10-27T02:30:00+01:00"]
+    series = read_series_csv(write(tmp_path / "s.csv", timestamp=stamps, value=[1.0, 2.0]))
+    assert len(series) == 2 and series.timestamps[1] > series.timestamps[0]
+
+
+def test_ordered_series_are_returned_untouched(capsys):
+    from pipelines.core.timeseries import TimeSeries
+
+    series = TimeSeries(np.arange(4), np.zeros((4, 1), np.float32), ["v"])
+    assert ensure_time_order(series) is series
+    assert capsys.readouterr().err == ""
