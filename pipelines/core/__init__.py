@@ -3,12 +3,13 @@
 from pipelines.core.config import RunOptions, TaskConfig, new_default, option
 from pipelines.core.errors import ConfigError, DataError, PipelineError, TrackingError
 from pipelines.core.runner import main, run
-from pipelines.core.task import Report, SearchSpace, Splits, Task
+from pipelines.core.task import Prediction, Report, SearchSpace, Splits, Task
 
 __all__ = [
     "ConfigError",
     "DataError",
     "PipelineError",
+    "Prediction",
     "Report",
     "RunOptions",
     "SearchSpace",

@@ -125,6 +125,14 @@ class RunOptions:
         1, "training batches per compiled call (amortises dispatch; 32 or more on a TPU)"
     )
     log_model: bool = option(True, "log the trained model to MLflow")
+    model_uri: str = option(
+        "",
+        "apply this logged model instead of training: runs:/<run id>/model, "
+        "models:/<name>/<version> or models:/<name>@<alias>",
+    )
+    predict: str = option(
+        "", "what --model-uri is applied to: a file or folder (a text, for text tasks)"
+    )
 
     def validate(self) -> None:
         if min(self.max_trials, self.executions_per_trial, self.steps_per_execution) <= 0:
@@ -133,6 +141,14 @@ class RunOptions:
             )
         if self.resume and not self.output:
             raise ConfigError("--resume needs --output (where the checkpoints are kept)")
+        if self.predict and not self.model_uri:
+            raise ConfigError("--predict needs --model-uri (e.g. runs:/<run id>/model)")
+        if self.model_uri and not self.predict:
+            raise ConfigError("--model-uri needs --predict INPUT (what to apply the model to)")
+        if self.model_uri and (self.tune or self.resume):
+            raise ConfigError(
+                "--model-uri applies a logged model: it trains nothing to --tune or --resume"
+            )
 
 
 def _flag(name: str) -> str:

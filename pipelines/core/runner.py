@@ -24,14 +24,14 @@ import mlflow
 import numpy as np
 import tensorflow as tf
 
-from pipelines.core import tracking
+from pipelines.core import inference, tracking
 from pipelines.core.cli import build_parser, split_namespace
 from pipelines.core.config import RunOptions, TaskConfig
 from pipelines.core.errors import ConfigError, PipelineError
 from pipelines.core.folds import held_out_metrics, mean_history
 from pipelines.core.folds import summary as fold_summary
 from pipelines.core.strategy import is_chief, select_strategy, spans_workers
-from pipelines.core.task import Report, Splits, Task
+from pipelines.core.task import Prediction, Report, Splits, Task
 from pipelines.core.training import WeightAveraging
 
 EXIT_BAD_INPUT = 2
@@ -59,9 +59,9 @@ def main(task: Task, argv: list[str] | None = None) -> int:
     )
     cfg, opts = split_namespace(parser.parse_args(argv), task.config_class)
     try:
-        answer = task.infer(cfg, opts)
-        if answer is not None:
-            print(answer)
+        if opts.model_uri or opts.predict:
+            for line in apply_logged_model(task, cfg, opts).lines:
+                print(line)
             return 0
         result = run(task, cfg, opts)
     except PipelineError as exc:
@@ -105,6 +105,18 @@ def run(task: Task, cfg: TaskConfig, opts: RunOptions) -> Result:
         if output:
             write_outputs(output, result)
     return result
+
+
+def apply_logged_model(task: Task, cfg: TaskConfig, opts: RunOptions) -> Prediction:
+    """``--model-uri URI --predict SOURCE``: the task's prediction with a logged model, its
+    tables and texts written to ``--output`` (all or nothing). Trains nothing."""
+    opts.validate()
+    cfg.validate()
+    tracking.connect(tracking.resolve_tracking_uri(opts.tracking_uri))
+    prediction = task.predict(inference.load(opts.model_uri), opts.predict, cfg)
+    if opts.output:
+        write_files(Path(opts.output), prediction.tables, {}, prediction.texts)
+    return prediction
 
 
 def run_name(task: Task, cfg: TaskConfig, opts: RunOptions) -> str:
@@ -276,17 +288,25 @@ def fit(
 
 
 def write_outputs(output: Path, result: Result) -> None:
-    """Write tables, metrics, artifacts and texts as plain files, all or nothing (staged, then
-    moved in place)."""
+    """Write a run's tables, metrics, JSON artifacts and texts as plain files."""
+    report = result.report
+    json_files = {"metrics": result.metrics} | report.artifacts
+    write_files(output, report.tables, json_files, report.texts)
+
+
+def write_files(
+    output: Path, tables: dict[str, Any], json_files: dict[str, Any], texts: dict[str, str]
+) -> None:
+    """Tables as ``<name>.csv``, objects as ``<name>.json``, texts under their own names, all or
+    nothing (staged, then moved in place)."""
     output.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=output, prefix=".staging-") as tmp:
         staging = Path(tmp)
-        for name, table in result.report.tables.items():
+        for name, table in tables.items():
             table.to_csv(staging / f"{name}.csv", index=False)
-        (staging / "metrics.json").write_text(json.dumps(result.metrics, indent=2) + "\n")
-        for name, obj in result.report.artifacts.items():
+        for name, obj in json_files.items():
             (staging / f"{name}.json").write_text(json.dumps(obj, indent=2) + "\n")
-        for name, text in result.report.texts.items():
+        for name, text in texts.items():
             (staging / name).write_text(text)
         for path in staging.iterdir():
             path.replace(output / path.name)

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import keras
 import tensorflow as tf
 
 from pipelines.core.config import TaskConfig
+from pipelines.core.errors import ConfigError
+
+if TYPE_CHECKING:
+    from pipelines.core.inference import LoggedModel
 
 
 @dataclass
@@ -35,6 +39,19 @@ class Report:
     figures: dict[str, Any] = field(default_factory=dict)
     tables: dict[str, Any] = field(default_factory=dict)
     artifacts: dict[str, Any] = field(default_factory=dict)
+    texts: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Prediction:
+    """What applying a logged model to new input produced (``Task.predict``).
+
+    ``lines`` are printed on stdout (one per input item: a file, a row, a text); ``tables`` are
+    written to ``--output`` as ``<name>.csv`` and ``texts`` as files named by their keys.
+    """
+
+    lines: list[str] = field(default_factory=list)
+    tables: dict[str, Any] = field(default_factory=dict)
     texts: dict[str, str] = field(default_factory=dict)
 
 
@@ -126,12 +143,14 @@ class Task(abc.ABC):
         features = next(iter(splits.test.take(1)))[0]
         return tf.nest.map_structure(lambda t: t.numpy()[:2], features)
 
-    def infer(self, cfg: TaskConfig, opts: Any) -> str | None:
-        """Answer a one-off request with a logged model (``--predict`` ...) instead of training.
+    def predict(self, logged: LoggedModel, source: str, cfg: TaskConfig) -> Prediction:
+        """Apply a logged model of this task to new input (``--model-uri URI --predict SOURCE``).
 
-        Returns the text to print, or None to train as usual (the default).
+        ``source`` is ``--predict`` as given (a file or folder, or a text for text tasks);
+        ``cfg`` holds the command line's flags, ``logged.config(...)`` the training run's.
+        Bad input raises DataError or ConfigError (one line, exit 2).
         """
-        return None
+        raise ConfigError(f"the {self.name} pipeline cannot apply a logged model (--predict) yet")
 
     def log_serving_model(
         self, model: keras.Model, splits: Splits, cfg: TaskConfig, report: Report

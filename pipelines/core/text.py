@@ -53,6 +53,31 @@ def read_text(path: str | Path) -> str:
     return text
 
 
+def read_texts(source: str, text_column: str = "") -> list[str]:
+    """Texts to apply a model to (``--predict``): the lines of a text file, the ``text_column``
+    of a CSV (default: ``text``, or its only column), or ``source`` itself when it names no
+    file. DataError for an empty, binary or column-less file and for a blank text."""
+    path = Path(source)
+    if not path.is_file():
+        if not source.strip():
+            raise DataError("--predict got an empty text")
+        return [source]
+    content = decode_utf8(_read_bytes(path), path.name)
+    if "\x00" in content:
+        raise DataError(f"{path.name} is a binary file, not text")
+    if path.suffix.lower() == ".csv":
+        frame = _csv_frame(content, path.name)
+        column = text_column or ("text" if len(frame.columns) != 1 else frame.columns[0])
+        _require_columns(frame, [column], path.name, hint="; name it with --text-column")
+        lines = frame[column].tolist()
+    else:
+        lines = content.splitlines()
+    texts = [line.strip() for line in lines if line.strip()]
+    if not texts:
+        raise DataError(f"{path.name} contains no text")
+    return texts
+
+
 def read_labelled_csv(
     path: str | Path, text_column: str, label_column: str
 ) -> tuple[list[str], list[str]]:
@@ -62,25 +87,32 @@ def read_labelled_csv(
     few); a file with none left, or without the named columns, is a DataError.
     """
     path = Path(path)
-    content = decode_utf8(_read_bytes(path), path.name)
-    try:
-        frame = pd.read_csv(io.StringIO(content), dtype=str, keep_default_na=False)
-    except pd.errors.EmptyDataError:
-        raise DataError(f"{path.name} is empty") from None
-    except pd.errors.ParserError as exc:
-        raise DataError(f"cannot parse {path.name} as CSV: {exc}") from None
-    missing = [c for c in (text_column, label_column) if c not in frame.columns]
-    if missing:
-        raise DataError(
-            f"{path.name} has no column(s) {', '.join(missing)}; "
-            f"columns are {', '.join(map(str, frame.columns))}"
-        )
+    frame = _csv_frame(decode_utf8(_read_bytes(path), path.name), path.name)
+    _require_columns(frame, [text_column, label_column], path.name)
     texts = frame[text_column].str.strip()
     labels = frame[label_column].str.strip()
     keep = (texts != "") & (labels != "")
     if not keep.any():
         raise DataError(f"{path.name} has no row with both {text_column!r} and {label_column!r}")
     return texts[keep].tolist(), labels[keep].tolist()
+
+
+def _csv_frame(content: str, name: str) -> pd.DataFrame:
+    try:
+        return pd.read_csv(io.StringIO(content), dtype=str, keep_default_na=False)
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{name} is empty") from None
+    except pd.errors.ParserError as exc:
+        raise DataError(f"cannot parse {name} as CSV: {exc}") from None
+
+
+def _require_columns(frame: pd.DataFrame, columns: list[str], name: str, hint: str = "") -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise DataError(
+            f"{name} has no column(s) {', '.join(missing)}; "
+            f"columns are {', '.join(map(str, frame.columns))}{hint}"
+        )
 
 
 def _read_bytes(path: Path) -> bytes:

@@ -185,19 +185,6 @@ def log_report(report: Report) -> dict[str, float]:
     return metrics
 
 
-def load_logged_model(model_uri: str, results: str) -> tuple[keras.Model, dict]:
-    """A logged Keras model and the JSON artifact ``results/<results>.json`` of its run (what
-    inference needs besides weights: class names, a vocabulary); TrackingError if missing."""
-    run_uri = model_uri.rstrip("/").rsplit("/", 1)[0]
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    try:
-        model = mlflow.keras.load_model(model_uri)
-        extra = mlflow.artifacts.load_dict(f"{run_uri}/results/{results}.json")
-    except (mlflow.exceptions.MlflowException, OSError) as exc:
-        raise TrackingError(f"cannot load {model_uri}: {str(exc).splitlines()[0]}") from None
-    return model, extra
-
-
 def log_keras_model(model: keras.Model, input_example: Any) -> str:
     """Log with the mlflow.keras flavor, signature inferred from a real input batch.
 

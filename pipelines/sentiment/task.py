@@ -50,6 +50,7 @@ from models.recurrent import CELL_NAMES
 from pipelines.core import (
     ConfigError,
     DataError,
+    Prediction,
     Report,
     RunOptions,
     SearchSpace,
@@ -58,14 +59,15 @@ from pipelines.core import (
     TaskConfig,
     new_default,
     option,
-    tracking,
 )
 from pipelines.core.embeddings import embedding_matrix, pretrained_dim
+from pipelines.core.inference import LoggedModel
 from pipelines.core.plotting import figure
 from pipelines.core.runner import fit
 from pipelines.core.text import (
     encode_labels,
     read_labelled_csv,
+    read_texts,
     stratified_folds,
     stratified_holdout,
     stratified_split,
@@ -118,8 +120,6 @@ class SentimentConfig(TaskConfig):
     test_fraction: float = option(0.2, "share of examples held out for the test metrics")
     folds: int = option(1, "K > 1: stratified K-fold, also train the other K-1 folds")
     explain: int = option(6, "test sentences whose word effects are rendered")
-    predict: str = option("", "classify this text with --model-uri instead of training")
-    model_uri: str = option("", "logged model for --predict, e.g. runs:/<run id>/model")
 
     def validate(self) -> None:
         super().validate()
@@ -142,9 +142,10 @@ class SentimentTask(Task):
     name = "sentiment"
     config_class = SentimentConfig
 
-    def infer(self, cfg: SentimentConfig, opts: RunOptions) -> str | None:
-        """``--predict TEXT --model-uri URI`` classifies with a logged model instead of training."""
-        return predict(cfg, opts) if cfg.predict or cfg.model_uri else None
+    def predict(self, logged: LoggedModel, source: str, cfg: SentimentConfig) -> Prediction:
+        """Label and probability of a text, or of every text of a file (one per line, or the
+        ``--text-column`` of a CSV); a single text also gets each word's effect and attention."""
+        return classify(logged, read_texts(source, cfg.text_column))
 
     # ---- data -------------------------------------------------------------------------------
     def data(self, cfg: SentimentConfig) -> Splits:
@@ -492,21 +493,28 @@ def _top(words: list[str], scores: list[float], k: int) -> list[str]:
 
 
 # ---- predict mode ------------------------------------------------------------------------------
-def predict(cfg: SentimentConfig, opts: RunOptions) -> str:
-    """Label, probability, and each word's effect and attention weight for ``cfg.predict``."""
-    if not cfg.model_uri:
-        raise ConfigError("--predict needs --model-uri (e.g. runs:/<run id>/model)")
-    if not cfg.predict.strip():
-        raise DataError("--predict got an empty text")
-    tracking.connect(tracking.resolve_tracking_uri(opts.tracking_uri))
-    model, extra = tracking.load_logged_model(cfg.model_uri, CLASSES_ARTIFACT)
-    classes = extra["classes"]
-    (item,) = explain_texts(model, [cfg.predict])
-    if not item.words or all(w == "[UNK]" for w in item.words):
-        raise DataError("none of the words of --predict are in the model's vocabulary")
-    label = classes[int(item.probability >= 0.5)]
+def classify(logged: LoggedModel, texts: list[str]) -> Prediction:
+    """Every text's label and probability (``predictions`` table); the word-by-word view of a
+    single text. A text none of whose words the model knows is refused: its label would be the
+    model's guess from nothing."""
+    classes = logged.artifact(CLASSES_ARTIFACT)["classes"]
+    explained = explain_texts(logged.model, texts)
+    for item in explained:
+        if not item.words or all(w == "[UNK]" for w in item.words):
+            raise DataError(f"none of the words of {item.text!r} are in the model's vocabulary")
+    table = pd.DataFrame(
+        {
+            "text": texts,
+            "probability": [item.probability for item in explained],
+            "label": [classes[int(item.probability >= 0.5)] for item in explained],
+        }
+    )
+    if len(explained) > 1:
+        lines = [f"{row.label}\t{row.probability:.4f}\t{row.text}" for row in table.itertuples()]
+        return Prediction(lines, {"predictions": table})
+    (item,) = explained
     lines = [
-        f"label: {label}",
+        f"label: {table.label[0]}",
         f"probability ({classes[1]}): {item.probability:.4f}",
         f"  {'word':<20} {'effect':>8} {'attention':>9}",
     ]
@@ -514,4 +522,4 @@ def predict(cfg: SentimentConfig, opts: RunOptions) -> str:
         f"  {word:<20} {e:+8.4f} {w:9.4f}"
         for word, w, e in zip(item.words, item.weights, item.effects, strict=True)
     ]
-    return "\n".join(lines)
+    return Prediction(lines, {"predictions": table})

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import keras
 import numpy as np
+import pandas as pd
 import tensorflow as tf
 
 from models.architectures import language_model, stateful_twin
@@ -23,22 +25,23 @@ from models.recurrent import CELL_NAMES
 from pipelines.core import (
     ConfigError,
     DataError,
+    Prediction,
     Report,
-    RunOptions,
     SearchSpace,
     Splits,
     Task,
     TaskConfig,
     new_default,
     option,
-    tracking,
 )
+from pipelines.core.inference import LoggedModel
 from pipelines.core.plotting import figure
 from pipelines.core.text import (
     OOV_ID,
     PAD_ID,
     char_vectorizer,
     read_text,
+    read_texts,
     unknown_tokens,
     vectorizer_from_vocabulary,
     vocabulary,
@@ -79,15 +82,13 @@ class TextgenConfig(TaskConfig):
     epochs: int = new_default("epochs", 30)
     batch_size: int = option(32, "training batch size (small: more updates per epoch)")
     patience: int = new_default("patience", 4)
-    temperature: float = option(0.8, "sampling temperature for --generate (0 = argmax)")
+    temperature: float = option(0.8, "sampling temperature for --predict (0 = argmax)")
     top_k: int = option(0, "sample among the k likeliest tokens (0 = all)")
     top_p: float = option(1.0, "sample from the smallest set with this probability (1 = all)")
     length: int = option(300, "tokens to generate")
     sample_temperatures: list[float] = option(
         [0.2, 0.5, 0.8, 1.0], "temperatures of logged samples"
     )
-    generate: str = option("", "continue this prompt with --model-uri instead of training")
-    model_uri: str = option("", "logged model for --generate, e.g. runs:/<run id>/model")
 
     def validate(self) -> None:
         super().validate()
@@ -143,9 +144,20 @@ class TextgenTask(Task):
     name = "textgen"
     config_class = TextgenConfig
 
-    def infer(self, cfg: TextgenConfig, opts: RunOptions) -> str | None:
-        """``--generate PROMPT --model-uri URI`` writes text with a logged model, no training."""
-        return generate_from_logged(cfg, opts) if cfg.generate or cfg.model_uri else None
+    def predict(self, logged: LoggedModel, source: str, cfg: TextgenConfig) -> Prediction:
+        """Continue a prompt (or every line of a text file) with ``--length`` sampled tokens."""
+        vocab = logged.artifact(VOCABULARY_ARTIFACT)
+        codec = Codec.from_vocabulary(vocab["level"], vocab["tokens"])
+        prompts = read_texts(source) if Path(source).is_file() else [source]
+        twin = stateful_twin(logged.model)
+        texts = []
+        for prompt in prompts:
+            check_prompt(codec, prompt)
+            sampled = generate(twin, codec, prompt, cfg.length, cfg.temperature, cfg.top_k,
+                               cfg.top_p, cfg.seed)  # fmt: skip
+            texts.append(prompt + sampled)
+        table = pd.DataFrame({"prompt": prompts, "text": texts})
+        return Prediction(texts, {"generated": table})
 
     # ---- data -------------------------------------------------------------------------------
     def data(self, cfg: TextgenConfig) -> Splits:
@@ -313,7 +325,7 @@ def generate(
 def check_prompt(codec: Codec, prompt: str) -> None:
     """One clear error for a prompt the vocabulary cannot encode."""
     if not prompt.strip():
-        raise DataError("--generate needs a non-empty prompt")
+        raise DataError("--predict needs a non-empty prompt")
     unknown = sorted(set(unknown_tokens(codec.layer, codec.units(prompt))))
     if unknown:
         kind = "characters" if codec.level == "char" else "words"
@@ -350,24 +362,3 @@ def _samples_text(prompt: str, samples: list[dict[str, Any]]) -> str:
         for s in samples
     ]
     return "\n\n".join(blocks) + "\n"
-
-
-def generate_from_logged(cfg: TextgenConfig, opts: RunOptions) -> str:
-    """``cfg.generate`` continued by the logged model at ``cfg.model_uri``."""
-    if not cfg.model_uri:
-        raise ConfigError("--generate needs --model-uri (e.g. runs:/<run id>/model)")
-    tracking.connect(tracking.resolve_tracking_uri(opts.tracking_uri))
-    model, vocab = tracking.load_logged_model(cfg.model_uri, VOCABULARY_ARTIFACT)
-    codec = Codec.from_vocabulary(vocab["level"], vocab["tokens"])
-    check_prompt(codec, cfg.generate)
-    text = generate(
-        stateful_twin(model),
-        codec,
-        cfg.generate,
-        cfg.length,
-        cfg.temperature,
-        cfg.top_k,
-        cfg.top_p,
-        cfg.seed,
-    )
-    return cfg.generate + text

@@ -8,7 +8,6 @@ import tensorflow as tf
 
 from models.decoding import beam_search, greedy_decode
 from pipelines.core.errors import DataError
-from pipelines.core.tracking import load_logged_model
 from pipelines.translate.subwords import tokenize
 from pipelines.translate.vocab import Vocabularies
 
@@ -75,22 +74,20 @@ def translate(
     return [vocab.decode(row) for row in tokens]
 
 
-def load_logged(model_uri: str) -> tuple[keras.Model, Vocabularies]:
-    """A model logged by a translate run and the vocabularies logged beside it."""
-    model, vocab = load_logged_model(model_uri, VOCABULARY)
-    return model, Vocabularies.from_json(vocab)
-
-
-def translate_sentence(sentence: str, model_uri: str, beam_width: int = 1) -> tuple[str, list[str]]:
-    """Translation of one English sentence and the words the model never saw (kept as
+def translate_known(
+    model: keras.Model, vocab: Vocabularies, sentences: list[str], beam_width: int = 1
+) -> tuple[list[str], list[str]]:
+    """Translations of English sentences and the words the model never saw (kept as
     ``[UNK]``). A sentence with no known word at all is a DataError: its translation would be
     the model's guess from nothing."""
-    model, vocab = load_logged(model_uri)
-    words = [w for w in tokenize(sentence) if w[0].isalnum()]
-    unknown = vocab.unknown_words(sentence)
-    if not words or set(words) <= set(unknown):
-        raise DataError(
-            f"none of the words of {sentence!r} were seen in training, so there is nothing "
-            "to translate from; try a sentence closer to the training messages"
-        )
-    return translate(model, vocab, [sentence], beam_width)[0], unknown
+    unknown: dict[str, None] = {}
+    for sentence in sentences:
+        words = [w for w in tokenize(sentence) if w[0].isalnum()]
+        missing = vocab.unknown_words(sentence)
+        if not words or set(words) <= set(missing):
+            raise DataError(
+                f"none of the words of {sentence!r} were seen in training, so there is nothing "
+                "to translate from; try a sentence closer to the training messages"
+            )
+        unknown.update(dict.fromkeys(missing))
+    return translate(model, vocab, sentences, beam_width), list(unknown)

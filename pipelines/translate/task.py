@@ -33,6 +33,7 @@ from models.recurrent import CELL_NAMES
 from pipelines.core import (
     ConfigError,
     DataError,
+    Prediction,
     Report,
     SearchSpace,
     Splits,
@@ -41,15 +42,16 @@ from pipelines.core import (
     new_default,
     option,
 )
+from pipelines.core.inference import LoggedModel
 from pipelines.core.plotting import figure
-from pipelines.core.tracking import connect, resolve_tracking_uri
+from pipelines.core.text import read_texts
 from pipelines.core.training import make_optimizer
 from pipelines.datasets.translation_builders import (
     SYSTEM_LOCALE_DIR,
     load_gettext_pairs,
     read_anki,
 )
-from pipelines.translate.inference import VOCABULARY, translate_ids, translate_sentence
+from pipelines.translate.inference import VOCABULARY, translate_ids, translate_known
 from pipelines.translate.metrics import copy_baseline, retrieval_baseline, scores
 from pipelines.translate.vocab import LEVELS, Vocabularies, normalize
 
@@ -78,8 +80,6 @@ class TranslateConfig(TaskConfig):
     learning_rate: float = new_default("learning_rate", 4e-3)
     epochs: int = new_default("epochs", 30)
     patience: int = new_default("patience", 3)
-    translate: str = option("", "translate this English sentence with --model-uri and exit")
-    model_uri: str = option("", "logged model for --translate: runs:/<run id>/model")
 
     def validate(self) -> None:
         super().validate()
@@ -90,14 +90,6 @@ class TranslateConfig(TaskConfig):
                 "the translator has one bidirectional encoder layer and no recurrent dropout "
                 "(the decoder steps in a loop that cannot carry dropout masks); use --dropout"
             )
-        if self.translate and not self.model_uri:
-            raise ConfigError("--translate needs --model-uri runs:/<run id>/model")
-
-    def to_params(self) -> dict[str, Any]:
-        """Training params only: ``--translate`` and ``--model-uri`` belong to inference."""
-        params = super().to_params()
-        del params["translate"], params["model_uri"]
-        return params
 
 
 class TranslateTask(Task):
@@ -106,20 +98,19 @@ class TranslateTask(Task):
     name = "translate"
     config_class = TranslateConfig
 
-    def infer(self, cfg: TranslateConfig, opts: Any) -> str | None:
-        """``--translate TEXT --model-uri URI`` translates with a logged model, no training.
+    def predict(self, logged: LoggedModel, source: str, cfg: TranslateConfig) -> Prediction:
+        """Translate an English sentence, or every line of a text file, with ``--beam-width``.
 
         Words never seen in training are noted on stderr (they become [UNK]); a sentence of
         only unknown words is refused.
         """
-        if not cfg.translate:
-            return None
-        cfg.validate()
-        connect(resolve_tracking_uri(opts.tracking_uri))
-        translation, unknown = translate_sentence(cfg.translate, cfg.model_uri, cfg.beam_width)
+        vocab = Vocabularies.from_json(logged.artifact(VOCABULARY))
+        sentences = read_texts(source)
+        translations, unknown = translate_known(logged.model, vocab, sentences, cfg.beam_width)
         if unknown:
             print(f"note: words never seen in training: {', '.join(unknown)}", file=sys.stderr)
-        return translation
+        table = pd.DataFrame({"source": sentences, "translation": translations})
+        return Prediction(translations, {"translations": table})
 
     # ---- data -------------------------------------------------------------------------------
     def data(self, cfg: TranslateConfig) -> Splits:

@@ -190,6 +190,28 @@ def test_predict_prints_label_probability_and_word_effects(trained, capsys):
     assert abs(sum(float(r[2]) for r in rows) - 1) < 1e-3
 
 
+def test_predict_classifies_a_file_like_single_sentences(trained, capsys, tmp_path):
+    result, uri, _ = trained
+    texts = ["a superb film", "a boring and weak film", "the cast was great"]
+    (tmp_path / "texts.txt").write_text("\n".join(texts) + "\n")
+    pd.DataFrame({"id": [1, 2, 3], "review": texts}).to_csv(tmp_path / "texts.csv", index=False)
+    common = ["--model-uri", f"runs:/{result.run_id}/model", "--tracking-uri", uri]
+    single = []
+    for text in texts:
+        assert cli(["--predict", text, *common]) == 0
+        out = capsys.readouterr().out
+        single.append(float(out.splitlines()[1].rsplit(" ", 1)[1]))
+    for source, extra in (("texts.txt", []), ("texts.csv", ["--text-column", "review"])):
+        output = tmp_path / source.replace(".", "_")
+        code = cli(["--predict", str(tmp_path / source), *extra, *common, "--output", str(output)])
+        assert code == 0 and len(capsys.readouterr().out.splitlines()) == 3
+        table = pd.read_csv(output / "predictions.csv")
+        assert table["text"].tolist() == texts
+        np.testing.assert_allclose(table["probability"], single, atol=1e-4)
+    assert cli(["--predict", str(tmp_path / "texts.csv"), *common]) == 2  # no "text" column
+    assert "--text-column" in capsys.readouterr().err
+
+
 def test_occlusion_effect_is_the_change_when_the_word_is_deleted(trained):
     result, _, _ = trained
     text = "the film was great and the cast 3"

@@ -140,7 +140,7 @@ def test_logged_model_reloads_and_predicts_the_same(trained):
 
 def test_generate_cli_continues_the_prompt(trained, capsys):
     result, uri, _ = trained
-    args = ["--generate", "to be", "--length", "25", "--model-uri", f"runs:/{result.run_id}/model",
+    args = ["--predict", "to be", "--length", "25", "--model-uri", f"runs:/{result.run_id}/model",
             "--tracking-uri", uri, "--temperature", "0"]  # fmt: skip
     assert cli(args) == 0
     first = capsys.readouterr().out
@@ -155,7 +155,7 @@ def test_generate_cli_continues_the_prompt(trained, capsys):
 )
 def test_bad_prompt_is_one_error_line(trained, prompt, message, capsys):
     result, uri, _ = trained
-    code = cli(["--generate", prompt, "--model-uri", f"runs:/{result.run_id}/model",
+    code = cli(["--predict", prompt, "--model-uri", f"runs:/{result.run_id}/model",
                 "--tracking-uri", uri])  # fmt: skip
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and err[0].startswith("error: ") and message in err[0], err
@@ -193,8 +193,8 @@ def test_bad_text_is_one_line_exit_2_and_a_failed_run(case, workdir, tracking_ur
 
 
 def test_generate_needs_a_model_uri(capsys):
-    assert cli(["--generate", "to be"]) == 2
-    assert "--generate needs --model-uri" in capsys.readouterr().err
+    assert cli(["--predict", "to be"]) == 2
+    assert "--predict needs --model-uri" in capsys.readouterr().err
 
 
 def test_cosine_schedule_decays_to_five_percent_by_the_last_epoch():

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import mlflow
 import numpy as np
+import pandas as pd
 import pytest
 
 from pipelines.core import DataError, RunOptions, main, run
@@ -199,7 +200,7 @@ def test_tiny_run_is_fully_tracked(trained):
     for key in ("cell", "units", "attention", "embedding_dim", "dropout", "learning_rate",
                 "weight_decay", "vocab", "max_words", "locale_dir"):  # fmt: skip
         assert key in logged.data.params
-    assert "translate" not in logged.data.params and "model_uri" not in logged.data.params
+    assert "predict" not in logged.data.params and "model_uri" not in logged.data.params
     for key in ("test_bleu", "test_chrf", "baseline_copy_test_bleu", "baseline_copy_test_chrf",
                 "baseline_retrieval_test_bleu", "baseline_retrieval_test_chrf"):  # fmt: skip
         assert 0.0 <= logged.data.metrics[key] <= 100.0
@@ -229,7 +230,7 @@ def test_logged_model_translates_like_the_trained_one(trained):
 @pytest.mark.parametrize("beam_width", [1, 3])
 def test_cli_translates_with_greedy_and_beam_search(trained, capsys, beam_width):
     result, uri, _ = trained
-    argv = ["--translate", "Open the red file", "--model-uri", f"runs:/{result.run_id}/model",
+    argv = ["--predict", "Open the red file", "--model-uri", f"runs:/{result.run_id}/model",
             "--tracking-uri", uri, "--beam-width", str(beam_width)]  # fmt: skip
     assert cli(argv) == 0
     vocab = Vocabularies.from_json(result.report.artifacts["vocabulary"])
@@ -237,12 +238,26 @@ def test_cli_translates_with_greedy_and_beam_search(trained, capsys, beam_width)
     assert capsys.readouterr().out == expected + "\n"
 
 
+def test_cli_translates_every_line_of_a_file(trained, capsys, tmp_path):
+    result, uri, _ = trained
+    sentences = ["Open the red file", "Delete the blue window"]
+    (tmp_path / "in.txt").write_text("\n".join(sentences) + "\n\n")
+    argv = ["--predict", str(tmp_path / "in.txt"), "--model-uri", f"runs:/{result.run_id}/model",
+            "--tracking-uri", uri, "--output", str(tmp_path / "out")]  # fmt: skip
+    assert cli(argv) == 0
+    vocab = Vocabularies.from_json(result.report.artifacts["vocabulary"])
+    expected = translate(result.model, vocab, sentences)
+    assert capsys.readouterr().out.splitlines() == expected
+    table = pd.read_csv(tmp_path / "out" / "translations.csv", keep_default_na=False)
+    assert table["source"].tolist() == sentences and table["translation"].tolist() == expected
+
+
 def test_cli_translate_names_unknown_words_and_refuses_all_unknown(trained, capsys):
     result, uri, _ = trained
     common = ["--model-uri", f"runs:/{result.run_id}/model", "--tracking-uri", uri]
-    assert cli(["--translate", "Open the 日本 file", *common]) == 0
+    assert cli(["--predict", "Open the 日本 file", *common]) == 0
     assert "日本" in capsys.readouterr().err
-    assert cli(["--translate", "日本 語", *common]) == 2
+    assert cli(["--predict", "日本 語", *common]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: none of the words")
 
@@ -253,11 +268,11 @@ def test_unsupported_flags_are_config_errors(workdir, capsys):
 
 
 def test_cli_translate_needs_a_logged_run(workdir, capsys):
-    assert cli(["--translate", "Open the file"]) == 2
+    assert cli(["--predict", "Open the file"]) == 2
     assert capsys.readouterr().err.strip() == (
-        "error: --translate needs --model-uri runs:/<run id>/model"
+        "error: --predict needs --model-uri (e.g. runs:/<run id>/model)"
     )
-    assert cli(["--translate", "Open the file", "--model-uri", "runs:/0123abcd/model"]) == 2
+    assert cli(["--predict", "Open the file", "--model-uri", "runs:/0123abcd/model"]) == 2
     assert capsys.readouterr().err.startswith("error: cannot load runs:/0123abcd/model")
 
 
@@ -301,6 +316,6 @@ def test_help_lists_the_task_flags(capsys):
         cli(["--help"])
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
-    for flag in ("--translate", "--model-uri", "--locale-dir", "--beam-width", "--vocab",
+    for flag in ("--predict", "--model-uri", "--locale-dir", "--beam-width", "--vocab",
                  "--attention", "--cell"):  # fmt: skip
         assert flag in out
