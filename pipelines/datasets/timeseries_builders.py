@@ -12,8 +12,8 @@ import pandas as pd
 import tensorflow_datasets as tfds
 
 from pipelines.core.errors import DataError
+from pipelines.core.packaged import PackagedFile
 from pipelines.core.timeseries import TimeSeries
-from pipelines.datasets.packaged import PackagedFile
 
 MITDB = PackagedFile(
     "sktime",

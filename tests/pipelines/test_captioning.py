@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipelines.captioning import scenes
 from pipelines.captioning.task import (
     CaptioningConfig,
     CaptioningTask,
@@ -24,7 +23,7 @@ from pipelines.captioning.task import (
 )
 from pipelines.captioning.vocab import Vocabulary, detokenize, tokenize
 from pipelines.core import DataError, RunOptions, main, run
-from pipelines.datasets import image_builders
+from pipelines.datasets import image_builders, scenes
 from tests.conftest import runs_of
 
 TINY = {"train_scenes": 96, "validation_scenes": 32, "test_scenes": 32, "epochs": 2,
