@@ -12,17 +12,12 @@ References
 * Hundman et al., "Detecting Spacecraft Anomalies Using LSTMs and Nonparametric Dynamic
   Thresholding", KDD 2018 (arXiv:1802.04431); reference code ``khundman/telemanom``,
   ``telemanom/errors.py``.
-* Lavin & Ahmad, "Evaluating Real-time Anomaly Detection Algorithms - the Numenta Anomaly
-  Benchmark", ICMLA 2015; reference code ``numenta/NAB``, ``nab/sweeper.py``,
-  ``nab/labeler.py``, ``config/profiles.json``.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
-from os import PathLike
 from typing import Any
 
 import numpy as np
@@ -32,13 +27,6 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 Window = tuple[int, int]
 
 THRESHOLD_METHODS = ("ndt", "quantile", "max-train")
-
-# NAB ``config/profiles.json`` cost matrices (tnWeight is unused by the scorer).
-NAB_PROFILES: dict[str, dict[str, float]] = {
-    "standard": {"tp": 1.0, "fp": 0.11, "fn": 1.0, "tn": 1.0},
-    "reward_low_FP_rate": {"tp": 1.0, "fp": 0.22, "fn": 1.0, "tn": 1.0},
-    "reward_low_FN_rate": {"tp": 1.0, "fp": 0.11, "fn": 2.0, "tn": 1.0},
-}
 
 # telemanom ``find_epsilon`` guardrails: a candidate threshold is only accepted if it yields
 # at most this many anomalous sequences and flags less than this fraction of the points.
@@ -399,152 +387,3 @@ def evaluate_detection(
         "roc_auc": float(roc_auc_score(y, s)) if both_classes else float("nan"),
         "pr_auc": float(average_precision_score(y, s)) if y.any() else float("nan"),
     }
-
-
-# ----------------------------------------------------------------------------------- NAB
-
-
-def read_nab_labels(
-    path: str | PathLike[str], data_key: str
-) -> list[tuple[pd.Timestamp, pd.Timestamp]]:
-    """Anomaly windows of one data file from NAB's ``labels/combined_windows.json``.
-
-    The JSON maps relative data paths (e.g. ``"realKnownCause/nyc_taxi.csv"``) to lists of
-    ``[start, end]`` timestamp strings. ``data_key`` may be a basename or a relative path;
-    it matches the key equal to it or ending with ``"/" + data_key``.
-    """
-    with open(path, encoding="utf-8") as fh:
-        combined = json.load(fh)
-    wanted = str(data_key).replace("\\", "/").strip("/")
-    if not wanted:
-        raise ValueError("data_key must not be empty")
-    matches = [
-        key
-        for key in combined
-        if (norm := key.replace("\\", "/")) == wanted or norm.endswith("/" + wanted)
-    ]
-    if not matches:
-        raise ValueError(f"no NAB label entry for data file {data_key!r} in {path}")
-    if len(matches) > 1:
-        raise ValueError(f"data file {data_key!r} is ambiguous in {path}: {sorted(matches)}")
-    return [(pd.Timestamp(start), pd.Timestamp(end)) for start, end in combined[matches[0]]]
-
-
-def _nab_index(timestamps: Sequence | np.ndarray | pd.Index) -> pd.DatetimeIndex:
-    stamps = pd.DatetimeIndex(pd.to_datetime(timestamps))
-    if not stamps.is_monotonic_increasing:
-        raise ValueError("timestamps must be sorted in increasing order")
-    return stamps
-
-
-def _nab_window_indices(
-    stamps: pd.DatetimeIndex, windows: Sequence[tuple]
-) -> list[tuple[int, int]]:
-    """Inclusive row ranges covered by each window; windows covering no row are skipped."""
-    out = []
-    for w in sorted((pd.Timestamp(a), pd.Timestamp(b)) for a, b in windows):
-        if w[0] > w[1]:
-            raise ValueError(f"NAB window start {w[0]} is after its end {w[1]}")
-        start = int(stamps.searchsorted(w[0], side="left"))
-        end = int(stamps.searchsorted(w[1], side="right")) - 1
-        if start > end:
-            continue
-        if out and start <= out[-1][1]:
-            raise ValueError(f"NAB windows overlap at {w[0]}")
-        out.append((start, end))
-    return out
-
-
-def nab_windows_to_labels(
-    timestamps: Sequence | np.ndarray | pd.Index, windows: Sequence[tuple]
-) -> np.ndarray:
-    """0/1 per timestamp: 1 inside any ``[start, end]`` NAB window (both ends inclusive)."""
-    stamps = _nab_index(timestamps)
-    labels = np.zeros(len(stamps), dtype=int)
-    for start, end in _nab_window_indices(stamps, windows):
-        labels[start : end + 1] = 1
-    return labels
-
-
-def _scaled_sigmoid(position: np.ndarray) -> np.ndarray:
-    """NAB's ``scaledSigmoid``: 2 * sigmoid(-5 x) - 1, clamped to -1 for x >= 3."""
-    return np.where(position >= 3.0, -1.0, 2.0 / (1.0 + np.exp(5.0 * position)) - 1.0)
-
-
-def nab_score(
-    timestamps: Sequence | np.ndarray | pd.Index,
-    flags: Sequence[int] | np.ndarray,
-    windows: Sequence[tuple],
-    profile: str = "standard",
-    probation_percent: float = 0.15,
-) -> float:
-    """NAB normalized score of one data file (Lavin & Ahmad 2015; ``nab/sweeper.py``).
-
-    Follows NAB's ``Sweeper``:
-
-    * a detection at row ``i`` of a window with right edge ``r`` and width ``w`` rows earns
-      ``tp * S(-(r - i + 1) / w) / S(-1)`` with ``S(x) = 2 / (1 + exp(5x)) - 1``, so the
-      window start earns exactly ``tp`` and later detections less; only the best (= first)
-      detection of a window counts, and a window without one costs ``-fn``;
-    * a detection outside every window costs ``fp * S((i - r_prev) / (w_prev - 1))``
-      relative to the closest preceding window (``-fp`` if none, or 3+ widths after it;
-      ``w_prev - 1`` is floored at 1 for single-row windows);
-    * the first ``min(floor(p * n), p * 5000)`` rows (``p = probation_percent``) are a
-      probationary period: detections there are ignored and windows lying entirely in it
-      are not scored.
-
-    The raw score is normalized as ``100 * (raw - null) / (perfect - null)``, where the null
-    detector flags nothing (``-fn`` per window) and the perfect one flags each window at
-    its start (``tp`` per window): 100 is perfect, 0 is no better than silence, and false
-    positives can push it below 0. Profiles (``config/profiles.json``): ``standard``
-    (tp 1, fp 0.11, fn 1), ``reward_low_FP_rate`` (fp 0.22), ``reward_low_FN_rate``
-    (fn 2); the short names ``reward_low_FP`` / ``reward_low_FN`` are accepted too.
-    Returns NaN when no window overlaps the scored rows (the score is undefined).
-    """
-    stamps = _nab_index(timestamps)
-    detected = _as_binary(flags, "flags")
-    if detected.size != len(stamps):
-        raise ValueError(f"flags ({detected.size}) and timestamps ({len(stamps)}) differ in length")
-    weights = NAB_PROFILES.get(profile) or NAB_PROFILES.get(f"{profile}_rate")
-    if weights is None:
-        raise ValueError(f"unknown NAB profile {profile!r}; expected one of {list(NAB_PROFILES)}")
-    if not 0.0 <= probation_percent < 1.0:
-        raise ValueError(f"probation_percent must be in [0, 1), got {probation_percent}")
-
-    n = detected.size
-    probation = min(math.floor(probation_percent * n), probation_percent * 5000)
-    scored_rows = np.arange(n) >= probation
-    spans = _nab_window_indices(stamps, windows)
-    max_tp = float(_scaled_sigmoid(np.array(-1.0)))
-
-    raw, n_windows = 0.0, 0
-    inside = np.zeros(n, dtype=bool)
-    for start, end in spans:
-        inside[start : end + 1] = True
-        if not scored_rows[end]:
-            continue
-        n_windows += 1
-        hits = np.flatnonzero(detected[start : end + 1] & scored_rows[start : end + 1])
-        if hits.size == 0:
-            raw -= weights["fn"]
-            continue
-        first = start + int(hits[0])
-        width = end - start + 1
-        raw += weights["tp"] * float(_scaled_sigmoid(np.array(-(end - first + 1) / width))) / max_tp
-
-    false_positives = np.flatnonzero(detected & scored_rows & ~inside)
-    if false_positives.size:
-        ends = np.array([e for _, e in spans], dtype=int)
-        widths = np.array([e - s + 1 for s, e in spans], dtype=float)
-        prev = np.searchsorted(ends, false_positives, side="left") - 1
-        has_prev = prev >= 0
-        position = np.full(false_positives.size, 3.0)
-        position[has_prev] = (false_positives[has_prev] - ends[prev[has_prev]]) / np.maximum(
-            widths[prev[has_prev]] - 1.0, 1.0
-        )
-        raw += weights["fp"] * float(_scaled_sigmoid(position).sum())
-
-    if n_windows == 0:
-        return float("nan")
-    null, perfect = -weights["fn"] * n_windows, weights["tp"] * n_windows
-    return 100.0 * (raw - null) / (perfect - null)

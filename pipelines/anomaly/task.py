@@ -24,7 +24,7 @@ import pandas as pd
 
 from models.architectures import next_step_predictor, sequence_autoencoder
 from models.recurrent import CELL_NAMES, gate_activations
-from pipelines.anomaly import detection
+from pipelines.anomaly import detection, nab
 from pipelines.core import (
     ConfigError,
     DataError,
@@ -165,7 +165,7 @@ class AnomalyTask(Task):
         if not Path(labels_path).is_file():
             raise DataError(f"labels file not found: {labels_path}")
         try:
-            nab_windows = detection.read_nab_labels(labels_path, Path(data_path).name)
+            nab_windows = nab.read_windows(labels_path, Path(data_path).name)
         except (KeyError, ValueError) as exc:
             raise DataError(str(exc).strip("'\"")) from None
         if not np.issubdtype(series.timestamps.dtype, np.datetime64):
@@ -173,7 +173,9 @@ class AnomalyTask(Task):
                 f"NAB labels need timestamps; {Path(data_path).name} has no time column "
                 "(name it with --time-column)"
             )
-        labels = detection.nab_windows_to_labels(series.timestamps, nab_windows)
+        labels = np.zeros(len(series), dtype=int)
+        for start, end in nab.window_rows(series.timestamps, nab_windows):
+            labels[start : end + 1] = 1
         if nab_windows and not labels.any():
             raise DataError(
                 f"the NAB windows of {Path(data_path).name} do not overlap its timestamps"
@@ -232,13 +234,10 @@ class AnomalyTask(Task):
                 labels, found.scores[found.test], found.flags[found.test]
             )
             if cfg.labels:
-                stamps = series.timestamps[found.test]
                 truth = detection.labels_to_events(labels)
-                report.metrics["nab_score"] = detection.nab_score(
-                    stamps,
-                    found.flags[found.test],
-                    [(stamps[s], stamps[e]) for s, e in truth],
-                )
+                report.metrics["nab_score"] = nab.score_file(
+                    found.flags[found.test], truth
+                ).normalised()
         report.tables["anomalies"] = self.anomalies_table(series, found, splits)
         report.tables["windows"] = detection.windows_table(
             found.windows, found.scores, series.timestamps

@@ -5,6 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from pipelines.anomaly import nab
 from pipelines.anomaly.detection import (
     EWMA,
     evaluate_detection,
@@ -13,12 +14,9 @@ from pipelines.anomaly.detection import (
     flags_to_windows,
     labels_to_events,
     max_threshold,
-    nab_score,
-    nab_windows_to_labels,
     ndt_threshold,
     prune_windows,
     quantile_threshold,
-    read_nab_labels,
     windows_table,
     windows_to_flags,
 )
@@ -213,66 +211,87 @@ def test_evaluate_detection_undefined_metrics_are_nan():
 
 
 # ----------------------------------------------------------------------------------- NAB
+# Hand-computed cases of NAB's scorer (nab/sweeper.py): 200 rows, probation = 30 rows,
+# windows at rows 60..79 and 140..159 (width 20).
+
+WINDOWS = [(60, 79), (140, 159)]
 
 
-@pytest.fixture
-def nab_case():
-    stamps = pd.date_range("2015-01-01", periods=200, freq="5min")
-    windows = [(stamps[60], stamps[79]), (stamps[140], stamps[159])]
-    return stamps, windows
+def _sig(x: float) -> float:
+    return 2.0 / (1.0 + math.exp(5.0 * x)) - 1.0
 
 
-def test_nab_perfect_and_null(nab_case):
-    stamps, windows = nab_case
-    perfect = np.zeros(200, dtype=bool)
-    perfect[[60, 140]] = True
-    assert nab_score(stamps, perfect, windows) == pytest.approx(100.0)
-    assert nab_score(stamps, np.zeros(200), windows) == pytest.approx(0.0)
-    # only the first detection in a window counts
-    perfect[61:80] = True
-    assert nab_score(stamps, perfect, windows) == pytest.approx(100.0)
+def _alarms(*rows: int, n: int = 200) -> np.ndarray:
+    flags = np.zeros(n, dtype=bool)
+    flags[list(rows)] = True
+    return flags
 
 
-def test_nab_early_beats_late_and_false_positive_hurts(nab_case):
-    stamps, windows = nab_case
+def test_nab_perfect_null_and_only_the_first_alarm_of_a_window():
+    assert nab.score_file(_alarms(60, 140), WINDOWS).normalised() == pytest.approx(100.0)
+    assert nab.score_file(_alarms(), WINDOWS).normalised() == pytest.approx(0.0)
+    every = _alarms(*range(60, 80), *range(140, 160))
+    assert nab.score_file(every, WINDOWS).normalised() == pytest.approx(100.0)
 
-    def score_at(*idx, **kw):
-        flags = np.zeros(200, dtype=bool)
-        flags[list(idx)] = True
-        return nab_score(stamps, flags, windows, **kw)
 
-    early, late = score_at(62, 140), score_at(78, 140)
-    assert 0.0 < late < early < 100.0
-    assert score_at(60, 140, 110) < 100.0
-    assert score_at(60, 140, 40) < 100.0  # before any window: full -fp
-    # a false positive right after a window costs less than one far from it
-    assert score_at(60, 140, 81) > score_at(60, 140, 120)
-    # reward_low_FP_rate penalises the same false positive more
-    assert score_at(60, 140, 110, profile="reward_low_FP_rate") < score_at(60, 140, 110)
-    # detections in the probationary period (first 15% = 30 rows) are ignored
-    assert score_at(10, 60, 140) == pytest.approx(100.0)
-    assert score_at(62, 110, profile="reward_low_FN") == score_at(
-        62, 110, profile="reward_low_FN_rate"
+def test_nab_score_matches_hand_computed_sweeper_values():
+    score = nab.score_file(_alarms(62, 140, 90, 40, 10), WINDOWS)
+    tp = _sig(-(79 - 62 + 1) / 20) / _sig(-1.0)  # window 60..79, first alarm at row 62
+    fp = _sig((90 - 79) / (20 - 1))  # 11 rows after the first window's right edge
+    # row 40 is before any window (full -fp), row 10 is probationary (ignored)
+    assert score.raw["standard"] == pytest.approx(tp + 1.0 + 0.11 * fp - 0.11)
+    assert score.raw["reward_low_FP_rate"] == pytest.approx(tp + 1.0 + 0.22 * fp - 0.22)
+    assert score.null == {"standard": -2.0, "reward_low_FP_rate": -2.0, "reward_low_FN_rate": -4.0}
+    expected = 100.0 * (tp + 1.0 + 0.11 * fp - 0.11 + 2.0) / 4.0
+    assert score.normalised("standard") == pytest.approx(expected)
+    missed = nab.score_file(_alarms(62), WINDOWS)
+    assert missed.raw["reward_low_FN_rate"] == pytest.approx(tp - 2.0)
+    assert (missed.windows, missed.detected, missed.false_alarms, missed.delays) == (2, 1, 0, [2])
+    assert (score.alarms, score.false_alarms) == (4, 2)
+
+
+def test_nab_false_alarm_cost_grows_with_distance_from_the_last_window():
+    near, far = (
+        nab.score_file(_alarms(60, 140, 81), WINDOWS),
+        nab.score_file(_alarms(60, 140, 120), WINDOWS),
     )
+    assert 100.0 > near.normalised() > far.normalised()
+    assert far.raw["standard"] == pytest.approx(2.0 - 0.11, abs=1e-4)  # 41 rows = 2.2 widths
+    # 3 widths past the window's edge and beyond: exactly -fp
+    assert nab.score_file(_alarms(60, 140, 79 + 57), WINDOWS).raw["standard"] == pytest.approx(1.89)
 
 
-def test_nab_score_matches_hand_computed_sweeper_value(nab_case):
-    stamps, windows = nab_case
-    flags = np.zeros(200, dtype=bool)
-    flags[[62, 140, 90]] = True
+def test_nab_probation_windows_and_the_cap_at_5000_rows():
+    assert nab.probation_length(200) == 30
+    assert nab.probation_length(4032) == 604  # floor(604.8)
+    assert nab.probation_length(22695) == 750  # 0.15 * 5000
+    # a window wholly inside probation is not scored; one straddling it is, from row 30 on
+    inside = nab.score_file(_alarms(), [(5, 25), (140, 159)])
+    assert inside.windows == 1 and inside.null["standard"] == -1.0
+    straddling = nab.score_file(_alarms(30), [(20, 39)])
+    assert straddling.windows == 1
+    # the perfect detector alarms at the first scored row (30), not the window's start
+    perfect = _sig(-(39 - 30 + 1) / 20) / _sig(-1.0)
+    assert straddling.perfect["standard"] == pytest.approx(perfect)
+    assert straddling.normalised() == pytest.approx(100.0)
 
-    def sig(x):
-        return 2.0 / (1.0 + math.exp(5.0 * x)) - 1.0
 
-    tp = sig(-(79 - 62 + 1) / 20) / sig(-1.0)  # window rows 60..79, detection at row 62
-    fp = 0.11 * sig((90 - 79) / (20 - 1))  # 11 rows after the first window ends
-    raw = tp + 1.0 + fp
-    expected = 100.0 * (raw - (-2.0)) / (2.0 - (-2.0))
-    assert nab_score(stamps, flags, windows) == pytest.approx(expected)
+def test_nab_corpus_score_normalises_the_summed_raw_scores():
+    files = {
+        "a.csv": nab.score_file(_alarms(60, 140), WINDOWS),  # raw 2, null -2, perfect 2
+        "b.csv": nab.score_file(_alarms(100), []),  # no windows: raw -0.11, null 0
+        "c.csv": nab.score_file(_alarms(), [(100, 119)]),  # raw -1, null -1, perfect 1
+    }
+    corpus = nab.corpus_scores(files)
+    assert corpus["nab_standard"] == pytest.approx(100.0 * (2.0 - 0.11 - 1.0 + 3.0) / 6.0)
+    assert corpus["event_recall"] == pytest.approx(2 / 3)
+    assert corpus["event_precision"] == pytest.approx(2 / 3)
+    assert corpus["false_alarms"] == 1.0 and corpus["mean_time_to_detect"] == 0.0
+    assert math.isnan(files["b.csv"].normalised())
 
 
-def test_nab_labels_and_reader(tmp_path, nab_case):
-    stamps, _ = nab_case
+def test_nab_label_file_reading_and_window_rows(tmp_path):
+    stamps = pd.date_range("2015-01-01", periods=200, freq="5min")
     path = tmp_path / "combined_windows.json"
     path.write_text(
         json.dumps(
@@ -284,28 +303,27 @@ def test_nab_labels_and_reader(tmp_path, nab_case):
             }
         )
     )
-    windows = read_nab_labels(path, "nyc_taxi.csv")
+    windows = nab.read_windows(path, "nyc_taxi.csv")
     assert windows == [(pd.Timestamp("2015-01-01 05:00"), pd.Timestamp("2015-01-01 06:35"))]
-    assert read_nab_labels(path, "realKnownCause/nyc_taxi.csv") == windows
-    assert read_nab_labels(path, "Twitter_volume_AAPL.csv") == []
-    with pytest.raises((KeyError, ValueError), match="missing.csv"):
-        read_nab_labels(path, "missing.csv")
-    with pytest.raises((KeyError, ValueError)):
-        read_nab_labels(path, "taxi.csv")  # must match a whole path component
+    assert nab.read_windows(path, "realKnownCause/nyc_taxi.csv") == windows
+    assert nab.read_windows(path, "Twitter_volume_AAPL.csv") == []
+    with pytest.raises(ValueError, match="missing.csv"):
+        nab.read_windows(path, "missing.csv")
+    with pytest.raises(ValueError):
+        nab.read_windows(path, "taxi.csv")  # must match a whole path component
+    assert nab.window_rows(stamps, windows) == [(60, 79)]
+    path.write_text(json.dumps([["2015-01-01", "2015-01-02"]]))
+    with pytest.raises(ValueError, match="must map each data file"):
+        nab.read_windows(path, "nyc_taxi.csv")
 
-    labels = nab_windows_to_labels(stamps, windows)
-    assert labels.sum() == 20 and labels[60] == 1 and labels[79] == 1 and labels[80] == 0
 
-
-def test_nab_bad_arguments_raise(nab_case):
-    stamps, windows = nab_case
-    flags = np.zeros(200)
+def test_nab_bad_arguments_raise():
     with pytest.raises(ValueError):
-        nab_score(stamps, flags, windows, profile="lenient")
+        nab.score_file(_alarms(), [(150, 210)])
     with pytest.raises(ValueError):
-        nab_score(stamps, flags[:-1], windows)
+        nab.score_file(_alarms(), [(10, 30), (20, 40)])
+    stamps = pd.date_range("2015-01-01", periods=10, freq="h")
     with pytest.raises(ValueError):
-        nab_score(stamps[::-1], flags, windows)
+        nab.window_rows(stamps[::-1], [])
     with pytest.raises(ValueError):
-        nab_score(stamps, flags, [(stamps[10], stamps[5])])
-    assert math.isnan(nab_score(stamps, flags, []))
+        nab.window_rows(stamps, [(stamps[5], stamps[1])])

@@ -83,3 +83,30 @@ def test_ordered_series_are_returned_untouched(capsys):
     series = TimeSeries(np.arange(4), np.zeros((4, 1), np.float32), ["v"])
     assert ensure_time_order(series) is series
     assert capsys.readouterr().err == ""
+
+
+def test_synthetic_corpus_is_labelled_as_nab_labels_its_files(tmp_path):
+    import json
+
+    from pipelines.anomaly import nab
+    from pipelines.datasets.timeseries_builders import (
+        nab_like_corpus,
+        nab_windows,
+        write_nab_like_corpus,
+    )
+
+    assert nab_windows(1000, [500]) == [(450, 550)]  # 10 % of the file, centred
+    assert nab_windows(1000, [300, 700]) == [(275, 325), (675, 725)]
+    assert nab_windows(1000, [10]) == [(0, 60)]
+    files = nab_like_corpus(seed=3, size=0.1)
+    assert [f.frame.equals(g.frame) for f, g in zip(files, nab_like_corpus(3, 0.1))] == [
+        True
+    ] * len(files)
+    assert len({f.path for f in files}) == len(files) == 32
+    assert any(not f.onsets for f in files) and sum(len(f.onsets) for f in files) > 40
+    labels = write_nab_like_corpus(tmp_path, seed=3, size=0.1)
+    combined = json.loads(labels.read_text())
+    first = files[0]
+    series = read_series_csv(tmp_path / first.path)
+    rows = nab.window_rows(series.timestamps, nab.read_windows(labels, first.path))
+    assert rows == first.windows() and set(combined) == {f.path for f in files}
