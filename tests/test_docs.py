@@ -17,7 +17,6 @@ import pytest
 
 from pipelines.compare import build_compare_parser, load_task
 from pipelines.core.cli import build_parser, split_namespace
-from pipelines.core.config import RunOptions
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -70,7 +69,6 @@ def pipeline_commands() -> list[tuple[str, list[str]]]:
 
 
 COMMANDS = pipeline_commands()
-PREDICT_IS_SHARED = "predict" in RunOptions.__dataclass_fields__
 
 
 def test_docs_have_a_train_and_apply_example_per_pipeline():
@@ -100,8 +98,6 @@ def test_documented_command_parses_and_validates(argv):
     else:
         task = load_task(module.removeprefix("pipelines."))
         parser = build_parser(module, "", task.config_class)
-    if "--predict" in args and not PREDICT_IS_SHARED:
-        pytest.xfail("the runner's shared --model-uri/--predict flags have not landed yet")
     try:
         namespace = parser.parse_args(args)
     except SystemExit:

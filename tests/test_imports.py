@@ -4,15 +4,13 @@
 ``pipelines.datasets`` imports only ``pipelines.core``; a task imports core, datasets and models,
 never another task; only a task's own package and the entry points that dispatch by name
 (``pipelines.compare``, ``pipelines.export``) import a task. Every module also imports on its own,
-in a fresh interpreter state, whatever was imported before it.
+whatever was imported before it.
 """
 
 from __future__ import annotations
 
 import ast
-import json
-import os
-import subprocess
+import importlib
 import sys
 from pathlib import Path
 
@@ -134,35 +132,44 @@ def test_no_new_import_cycles():
 
 
 def test_every_module_imports_on_its_own():
-    """One interpreter imports each module after forgetting every module of ours (third-party
-    packages stay loaded, so this takes seconds, not a TensorFlow start per module)."""
-    script = """
-import importlib, json, sys
-from tensorflow_datasets.core import registered
-failures = {}
-for name in json.loads(sys.argv[1]):
-    for loaded in [m for m in sys.modules if m.split(".")[0] in ("models", "pipelines")]:
-        del sys.modules[loaded]
+    """Each module is imported after every module of ours is forgotten (third-party packages
+    stay loaded, so this takes seconds), then the session's own modules and the registries our
+    imports fill (Keras serializables, TFDS builders) are put back as they were."""
+    from keras.src.saving import object_registration
+    from tensorflow_datasets.core import registered
+
+    registries = [
+        object_registration.GLOBAL_CUSTOM_OBJECTS,
+        object_registration.GLOBAL_CUSTOM_NAMES,
+        *(value for value in vars(registered).values() if isinstance(value, dict)),
+    ]
+    saved = [dict(registry) for registry in registries]
+    session = {name: module for name, module in sys.modules.items() if is_ours(name)}
+    failures = {}
+    try:
+        for name in sorted(our_modules()):
+            forget_our_modules(registered)
+            try:
+                importlib.import_module(name)
+            except Exception as exc:  # noqa: BLE001  (any failure to import is the finding)
+                failures[name] = f"{type(exc).__name__}: {exc}"
+    finally:
+        forget_our_modules(registered)
+        sys.modules.update(session)
+        for registry, contents in zip(registries, saved, strict=True):
+            registry.clear()
+            registry.update(contents)
+    assert not failures, failures
+
+
+def is_ours(module: str) -> bool:
+    return module.split(".")[0] in OURS
+
+
+def forget_our_modules(registered) -> None:
+    for name in [m for m in sys.modules if is_ours(m)]:
+        del sys.modules[name]
     for registry in (registered._DATASET_REGISTRY, registered._ABSTRACT_DATASET_REGISTRY):
         for builder, cls in list(registry.items()):
-            if cls.__module__.startswith("pipelines."):
+            if is_ours(cls.__module__):
                 del registry[builder]
-    try:
-        importlib.import_module(name)
-    except Exception as exc:
-        failures[name] = f"{type(exc).__name__}: {exc}"
-print(json.dumps(failures))
-"""
-    names = sorted(our_modules())
-    env = os.environ | {"PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
-    done = subprocess.run(
-        [sys.executable, "-c", script, json.dumps(names)],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env=env,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    failures = json.loads(done.stdout.strip().splitlines()[-1])
-    assert not failures, failures
