@@ -35,12 +35,11 @@ from sacrebleu.metrics import BLEU
 
 from models.architectures import captioner
 from models.attention import ATTENTION_NAMES
-from models.decoding import beam_search, greedy_decode
 from models.recurrent import CELL_NAMES
-from pipelines.captioning.vocab import Vocabulary, detokenize, tokenize
 from pipelines.core import (
     ConfigError,
     DataError,
+    Prediction,
     Report,
     SearchSpace,
     Splits,
@@ -49,7 +48,10 @@ from pipelines.core import (
     new_default,
     option,
 )
+from pipelines.core.decoding import decode_batches
+from pipelines.core.inference import LoggedModel
 from pipelines.core.plotting import figure
+from pipelines.core.tokenizer import END, PAD, START, UNK, Vocabulary, detokenize, tokenize
 from pipelines.core.training import make_optimizer
 from pipelines.datasets.image_builders import (
     SCENES,
@@ -58,10 +60,12 @@ from pipelines.datasets.image_builders import (
     load_scenes,
     load_tfds_captions,
     read_caption_folder,
+    read_images,
 )
 
 ENCODERS = ("small-cnn", "mobilenet")
 MOBILENET_SIZES = (96, 128, 160, 192, 224)
+VOCABULARY = "vocabulary"  # logged as results/vocabulary.json: tokens and max_tokens
 SPLIT_FRACTIONS = (0.8, 0.1)  # folder images: train, validation; the rest is test
 
 
@@ -119,14 +123,33 @@ class CaptioningTask(Task):
     name = "captioning"
     config_class = CaptioningConfig
 
+    def predict(self, logged: LoggedModel, source: str, cfg: CaptioningConfig) -> Prediction:
+        """Caption a PNG/JPEG file, or every one in a folder, with ``--beam-width``: one line per
+        file and ``predictions.csv``. Images are resized (and made grey or RGB) as the model's
+        training images were."""
+        vocab_artifact = logged.artifact(VOCABULARY)
+        vocab = logged_vocabulary(vocab_artifact)
+        height, width, channels = logged.model.get_layer("image").output.shape[1:]
+        if height != width:
+            raise DataError(f"the model takes {height}x{width} images; only square ones are read")
+        files, images = read_images(source, height, channels)
+        tokens, _ = generate(
+            logged.model, images, vocab, vocab_artifact["max_tokens"] + 1, cfg.beam_width
+        )
+        captions = [detokenize(vocab.decode(row)) for row in tokens]
+        names = [f.name for f in files]
+        table = pd.DataFrame({"file": names, "caption": captions})
+        return Prediction(
+            [f"{name}: {caption}".rstrip() for name, caption in zip(names, captions, strict=True)],
+            {"predictions": table},
+        )
+
     # ---- data -------------------------------------------------------------------------------
     def data(self, cfg: CaptioningConfig) -> Splits:
         sets = self.load(cfg)
-        vocab = Vocabulary.fit(
-            (c for refs in sets["train"].references for c in refs), cfg.min_count
-        )
-        longest = max(len(tokenize(c)) for refs in sets["train"].references for c in refs)
-        max_tokens = min(cfg.max_tokens, longest)
+        captions = [tokenize(c) for refs in sets["train"].references for c in refs]
+        vocab = Vocabulary.fit(captions, cfg.min_count, markers=True)
+        max_tokens = min(cfg.max_tokens, max(map(len, captions)))
         datasets = {
             split: pairs_dataset(
                 part, vocab, max_tokens, cfg.batch_size, cfg.seed if split == "train" else None
@@ -202,7 +225,10 @@ class CaptioningTask(Task):
         if test.objects is not None:
             table["objects"] = [" ".join(o) for o in test.objects]
         report.tables["captions"] = table
-        report.artifacts["vocabulary"] = vocab.to_json() | {"max_tokens": splits.info["max_tokens"]}
+        report.artifacts[VOCABULARY] = {
+            "tokens": vocab.tokens,
+            "max_tokens": splits.info["max_tokens"],
+        }
         grid = tuple(model.get_layer("flatten_grid").input.shape[1:3])
         report.figures = {
             "samples": plot_samples(test, table["generated"]),
@@ -232,7 +258,7 @@ def pairs_dataset(
 ) -> tf.data.Dataset:
     """Teacher-forcing batches ``({"image", "tokens": ids[:-1]}, ids[1:])``, one per caption."""
     owners = np.array([i for i, refs in enumerate(part.references) for _ in refs], np.int32)
-    ids = vocab.encode_batch([c for refs in part.references for c in refs], max_tokens)
+    ids = vocab.encode_batch([tokenize(c) for refs in part.references for c in refs], max_tokens)
     images = tf.constant(part.images)
     dataset = tf.data.Dataset.from_tensor_slices((owners, ids))
     if shuffle_seed is not None:
@@ -268,31 +294,24 @@ def generate(
     batch_size: int = 256,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Caption ids ``[N, max_length]`` and attention ``[N, max_length, grid cells]``."""
-    encoder, decoder = encoder_of(model), model.get_layer("decoder")
+    encoder = encoder_of(model)
 
-    # A dynamic batch dimension: one trace serves every batch, the last partial one included.
-    @tf.function(input_signature=[tf.TensorSpec((None, *images.shape[1:]), tf.float32)])
-    @tf.autograph.experimental.do_not_convert  # the searches are tf.while_loops already
-    def decode(batch):
+    def encode(batch):
         features, *state = encoder(batch, training=False)
-        if beam_width == 1:
-            return greedy_decode(
-                decoder, features, vocab.start_id, vocab.end_id, max_length, initial_state=state
-            )
-        tokens, _, attention = beam_search(
-            decoder, features, vocab.start_id, vocab.end_id, max_length, beam_width,
-            initial_state=state,
-        )  # fmt: skip
-        return tokens, attention
+        return features, None, state
 
-    outputs = [
-        decode(tf.constant(images[i : i + batch_size], tf.float32))
-        for i in range(0, len(images), batch_size)
-    ]
-    return (
-        np.concatenate([o[0].numpy() for o in outputs]),
-        np.concatenate([o[1].numpy() for o in outputs]),
-    )
+    return decode_batches(
+        encode, model.get_layer("decoder"), images, vocab.start_id, vocab.end_id, max_length,
+        beam_width, batch_size, dtype=tf.float32,
+    )  # fmt: skip
+
+
+def logged_vocabulary(artifact: dict) -> Vocabulary:
+    """The vocabulary a captioning run logged (``results/vocabulary.json``). Runs before the
+    shared tokenizer stored only the words, after padding, start, end and unknown at 0-3."""
+    if "tokens" in artifact:
+        return Vocabulary(artifact["tokens"])
+    return Vocabulary([PAD, START, END, UNK, *artifact["words"]])
 
 
 # ---- metrics --------------------------------------------------------------------------------

@@ -24,13 +24,15 @@ def decode_batches(
     max_length: int,
     beam_width: int = 1,
     batch_size: int = 256,
+    dtype: Any = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Output ids ``[N, max_length]`` and attention ``[N, max_length, S]`` of greedy
-    (``beam_width`` 1) or beam search over ``inputs`` encoded ``batch_size`` rows at a time.
+    (``beam_width`` 1) or beam search over ``inputs`` encoded ``batch_size`` rows at a time,
+    each batch cast to ``dtype`` (default: the inputs' own).
 
     One trace with a dynamic batch dimension serves every batch, the last partial one too.
     """
-    spec = tf.TensorSpec((None, *inputs.shape[1:]), tf.as_dtype(inputs.dtype))
+    spec = tf.TensorSpec((None, *inputs.shape[1:]), tf.as_dtype(dtype or inputs.dtype))
 
     @tf.function(input_signature=[spec])
     @tf.autograph.experimental.do_not_convert  # the searches are tf.while_loops already
@@ -47,7 +49,10 @@ def decode_batches(
         )  # fmt: skip
         return tokens, attention
 
-    outputs = [decode(inputs[i : i + batch_size]) for i in range(0, len(inputs), batch_size)]
+    outputs = [
+        decode(tf.constant(inputs[i : i + batch_size], spec.dtype))
+        for i in range(0, len(inputs), batch_size)
+    ]
     return (
         np.concatenate([o[0].numpy() for o in outputs]),
         np.concatenate([o[1].numpy() for o in outputs]),

@@ -46,6 +46,7 @@ DIGIT_NAMES = [str(d) for d in range(10)]
 POOL_FRACTIONS = (0.8, 0.1, 0.1)
 _IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 CAPTIONS_FILE = "captions.txt"
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")  # image files --predict reads from a folder
 
 
 @dataclasses.dataclass
@@ -257,7 +258,8 @@ def _read_captions_file(path: Path) -> list[tuple[str, str]]:
     return pairs
 
 
-def _load_image(path: Path, image_size: int, channels: int) -> np.ndarray:
+def load_image(path: Path, image_size: int, channels: int) -> np.ndarray:
+    """``[image_size, image_size, channels]`` uint8 pixels (bilinear resize, aspect not kept)."""
     from PIL import Image, UnidentifiedImageError
 
     try:
@@ -296,8 +298,25 @@ def read_caption_folder(
         raise DataError(
             f"{CAPTIONS_FILE} names {len(missing)} image(s) missing from {image_dir}: {shown}"
         )
-    images = np.stack([_load_image(image_dir / n, image_size, channels) for n in names])
+    images = np.stack([load_image(image_dir / n, image_size, channels) for n in names])
     return CaptionSet(images, [by_image[n] for n in names])
+
+
+def read_images(
+    source: str | Path, image_size: int, channels: int
+) -> tuple[list[Path], np.ndarray]:
+    """The PNG/JPEG file ``source``, or those directly in the folder ``source`` (sorted), as
+    ``[N, image_size, image_size, channels]`` uint8 pixels."""
+    path = Path(source)
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise DataError(f"no PNG or JPEG image in {source}")
+    elif path.is_file():
+        files = [path]
+    else:
+        raise DataError(f"image file or folder not found: {source}")
+    return files, np.stack([load_image(f, image_size, channels) for f in files])
 
 
 def load_tfds_captions(

@@ -10,7 +10,6 @@ top-p; ``--generate PROMPT --model-uri URI`` does it for a logged model.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,6 +46,7 @@ from pipelines.core.text import (
     vocabulary,
     word_vectorizer,
 )
+from pipelines.core.tokenizer import detokenize, tokenize
 from pipelines.core.training import make_optimizer
 from pipelines.datasets.text_builders import TEXTS, load_text
 from pipelines.textgen.ngram import KneserNey
@@ -55,8 +55,6 @@ from pipelines.textgen.sampling import sample
 LEVELS = ("char", "word")
 SCHEDULES = ("cosine", "constant")
 VOCABULARY_ARTIFACT = "vocabulary"
-_WORD = re.compile(r"[\w']+|[^\w\s]")
-_SPACE_BEFORE_PUNCT = re.compile(r" ([,.:;!?')])")
 
 
 @dataclass
@@ -111,7 +109,7 @@ class Codec:
     def fit(cls, level: str, text: str, cfg: TextgenConfig) -> Codec:
         if level == "char":
             return cls(level, char_vectorizer([text]))
-        words = " ".join(_WORD.findall(text.lower()))
+        words = " ".join(tokenize(text))
         layer = word_vectorizer([words], cfg.max_tokens, standardize=None, min_count=cfg.min_count)
         return cls(level, layer)
 
@@ -124,7 +122,7 @@ class Codec:
         return vocabulary(self.layer)
 
     def units(self, text: str) -> list[str]:
-        return list(text) if self.level == "char" else _WORD.findall(text.lower())
+        return list(text) if self.level == "char" else tokenize(text)
 
     def encode(self, text: str) -> np.ndarray:
         units = self.units(text)
@@ -135,7 +133,7 @@ class Codec:
         vocab = self.vocabulary
         if self.level == "char":
             return "".join(vocab[i] for i in ids)
-        return _SPACE_BEFORE_PUNCT.sub(r"\1", " ".join(vocab[i] for i in ids))
+        return detokenize(vocab[i] for i in ids)
 
 
 class TextgenTask(Task):

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import keras
 import numpy as np
-import tensorflow as tf
 
-from models.decoding import beam_search, greedy_decode
+from pipelines.core.decoding import decode_batches
 from pipelines.core.errors import DataError
-from pipelines.translate.subwords import tokenize
+from pipelines.core.tokenizer import tokenize
 from pipelines.translate.vocab import Vocabularies
 
 VOCABULARY = "vocabulary"  # logged by the task as results/vocabulary.json
@@ -39,32 +38,16 @@ def translate_ids(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Output ids ``[N, L]`` and alignments ``[N, L, S]``; ``L`` allows a little more than the
     longest training target."""
-    encoder, decoder = encoder_of(model), model.get_layer("decoder")
-    max_length = vocab.max_target + 2
+    encoder = encoder_of(model)
 
-    # A dynamic batch dimension: one trace serves every batch, the smaller last one included.
-    @tf.function(input_signature=[tf.TensorSpec([None, None], tf.int32)])
-    def decode(batch):
+    def encode(batch):
         encoded, mask, *state = encoder(batch, training=False)
-        if beam_width == 1:
-            return greedy_decode(
-                decoder, encoded, vocab.start_id, vocab.end_id, max_length,
-                encoder_mask=mask, initial_state=state,
-            )  # fmt: skip
-        tokens, _, attention = beam_search(
-            decoder, encoded, vocab.start_id, vocab.end_id, max_length, beam_width,
-            encoder_mask=mask, initial_state=state,
-        )  # fmt: skip
-        return tokens, attention
+        return encoded, mask, state
 
-    outputs = [
-        decode(tf.constant(source_ids[i : i + batch_size], tf.int32))
-        for i in range(0, len(source_ids), batch_size)
-    ]
-    return (
-        np.concatenate([o[0].numpy() for o in outputs]),
-        np.concatenate([o[1].numpy() for o in outputs]),
-    )
+    return decode_batches(
+        encode, model.get_layer("decoder"), source_ids, vocab.start_id, vocab.end_id,
+        vocab.max_target + 2, beam_width, batch_size,
+    )  # fmt: skip
 
 
 def translate(

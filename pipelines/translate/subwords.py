@@ -1,4 +1,4 @@
-"""Sentence tokenisation for translation, and byte-pair-encoded subwords (Sennrich et al., 2016).
+"""Byte-pair-encoded subwords (Sennrich et al., 2016) of the shared tokenizer's words.
 
 Software messages are full of rare technical words; with whole words most of them would be
 ``[UNK]`` in a small vocabulary. BPE splits a rare word into frequent pieces (``imprim@@ ante``)
@@ -8,25 +8,10 @@ so the model can still copy or translate it, while frequent words stay whole.
 from __future__ import annotations
 
 import heapq
-import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 
 CONTINUES = "@@"  # marks a piece followed by more of the same word (subword-nmt convention)
-_TOKEN = re.compile(r"\w+'|\w+(?:[-.]\w+)*|[^\w\s]")
-_NO_SPACE_BEFORE = re.compile(r" ([,.:;!?)\]])")
-_NO_SPACE_AFTER = re.compile(r"([(\[/]|\w') ")
-
-
-def tokenize(text: str) -> list[str]:
-    """Lower-cased words and punctuation; French elisions split off ("l'aide" -> l' aide)."""
-    return _TOKEN.findall(text.lower().replace("’", "'"))
-
-
-def detokenize(tokens: Iterable[str]) -> str:
-    """Readable text from word tokens (inverse of `tokenize` up to case and spacing)."""
-    text = " ".join(tokens)
-    return _NO_SPACE_AFTER.sub(r"\1", _NO_SPACE_BEFORE.sub(r"\1", text))
 
 
 def join_pieces(pieces: Iterable[str]) -> list[str]:

@@ -1,8 +1,9 @@
 """Source and target vocabularies of a translator, and the JSON that travels with its model.
 
-Both sides are tokenised (`subwords.tokenize`), optionally split into BPE pieces, and indexed
-with the shared text layer's vocabulary convention (0 padding, 1 ``[UNK]``). The target side
-also has ``[start]`` and ``[end]`` markers for teacher forcing and decoding.
+Both sides are tokenised by the shared tokenizer (`pipelines.core.tokenizer`), optionally split
+into BPE pieces, and indexed as its `Vocabulary` (0 padding, 1 ``[UNK]``). The target side also
+has ``[start]`` and ``[end]`` markers for teacher forcing and decoding. The JSON keeps both token
+lists as they are, so a logged model's ids never change.
 """
 
 from __future__ import annotations
@@ -12,10 +13,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from pipelines.core.text import OOV_ID, PAD_ID, pad, vocabulary, word_vectorizer
-from pipelines.translate.subwords import BytePairEncoding, detokenize, join_pieces, tokenize
+from pipelines.core.text import pad
+from pipelines.core.tokenizer import Vocabulary, detokenize, tokenize
+from pipelines.translate.subwords import BytePairEncoding, join_pieces
 
-START, END = "[start]", "[end]"
 LEVELS = ("subword", "word")
 
 
@@ -39,9 +40,9 @@ class Vocabularies:
     def __post_init__(self) -> None:
         self._source_bpe = BytePairEncoding(self.source_merges)
         self._target_bpe = BytePairEncoding(self.target_merges)
-        self._source_index = {t: i for i, t in enumerate(self.source)}
-        self._target_index = {t: i for i, t in enumerate(self.target)}
-        self.start_id, self.end_id = self._target_index[START], self._target_index[END]
+        self._source = Vocabulary(self.source)
+        self._target = Vocabulary(self.target)
+        self.start_id, self.end_id = self._target.start_id, self._target.end_id
 
     @classmethod
     def fit(
@@ -60,12 +61,10 @@ class Vocabularies:
                 learned = BytePairEncoding.learn((w for s in sentences for w in s), merges)
                 merges_of[side] = [list(m) for m in learned.merges]
                 sentences[:] = [learned.encode(s) for s in sentences]
-        source_vocab = _index(sources, min_count)
-        target_vocab = _index([[START, *t, END] for t in targets], min_count)
         return cls(
             level,
-            source_vocab,
-            target_vocab,
+            Vocabulary.fit(sources, min_count).tokens,
+            Vocabulary.fit(targets, min_count, markers=True).tokens,
             source_merges=merges_of["source"],
             target_merges=merges_of["target"],
             max_source=max(map(len, sources)),
@@ -86,36 +85,29 @@ class Vocabularies:
 
     def encode_target(self, texts: Iterable[str]) -> np.ndarray:
         """``[N, T + 2]``: ``[start]`` ids ``[end]`` (cut to ``max_target`` pieces), padded."""
-        index = self._target_index
-        ids = [
-            [self.start_id, *(index.get(p, OOV_ID) for p in pieces[: self.max_target - 1])]
-            + [self.end_id]
-            for pieces in (self.target_pieces(tokenize(t)) for t in texts)
-        ]
-        return pad(ids)
+        return pad(
+            [
+                self._target.encode(self.target_pieces(tokenize(t)), self.max_target - 1)
+                for t in texts
+            ]
+        )
 
     def _source_ids(self, text: str) -> list[int]:
         pieces = self.source_pieces(tokenize(text)) or [""]  # "" is padding: an empty source
-        return [self._source_index.get(p, OOV_ID) for p in pieces]
+        return self._source.ids(pieces)
 
     def unknown_words(self, text: str) -> list[str]:
         """Words of ``text`` with at least one piece outside the source vocabulary."""
         return [
             word
             for word in tokenize(text)
-            if any(p not in self._source_index for p in self.source_pieces([word]))
+            if any(p not in self._source.index for p in self.source_pieces([word]))
         ]
 
     # ---- decoding -------------------------------------------------------------------------
     def pieces(self, ids: Iterable[int]) -> list[str]:
         """Target pieces up to ``[end]``; padding, ``[start]`` and ``[UNK]`` dropped."""
-        out = []
-        for i in ids:
-            if i == self.end_id:
-                break
-            if i not in (PAD_ID, OOV_ID, self.start_id):
-                out.append(self.target[i])
-        return out
+        return self._target.decode(ids)
 
     def decode(self, ids: Iterable[int]) -> str:
         pieces = self.pieces(ids)
@@ -140,11 +132,3 @@ class Vocabularies:
     @classmethod
     def from_json(cls, obj: dict) -> Vocabularies:
         return cls(**obj)
-
-
-def _index(sentences: list[list[str]], min_count: int) -> list[str]:
-    """Vocabulary (``""``, ``[UNK]``, then by frequency) of pre-tokenised sentences."""
-    layer = word_vectorizer(
-        [" ".join(s) for s in sentences], max_tokens=None, standardize=None, min_count=min_count
-    )
-    return vocabulary(layer)

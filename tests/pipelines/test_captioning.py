@@ -10,6 +10,7 @@ from pathlib import Path
 
 import mlflow
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 
@@ -19,10 +20,11 @@ from pipelines.captioning.task import (
     bleu_scores,
     caption_metrics,
     generate,
+    logged_vocabulary,
     object_metrics,
 )
-from pipelines.captioning.vocab import Vocabulary, detokenize, tokenize
 from pipelines.core import DataError, RunOptions, main, run
+from pipelines.core.tokenizer import detokenize, tokenize
 from pipelines.datasets import image_builders, scenes
 from tests.conftest import runs_of
 
@@ -93,14 +95,12 @@ def test_pools_are_disjoint_and_test_scenes_use_only_their_pool():
 
 
 # ---- text and metrics -----------------------------------------------------------------------
-def test_vocabulary_round_trip():
-    vocab = Vocabulary.fit(["three digits: 1, 4 and 9", "a small 7"])
-    ids = vocab.encode_batch(["a small 7", "a huge 7"], max_tokens=4)
-    assert ids.shape == (2, 6) and ids[0, 0] == vocab.start_id and ids[1, 2] == vocab.unk_id
-    assert detokenize(vocab.decode(vocab.encode("three digits: 1, 4 and 9", 10))) == (
-        "three digits: 1, 4 and 9"
-    )
-    assert Vocabulary.from_json(vocab.to_json()).words == vocab.words
+def test_logged_vocabulary_of_new_and_earlier_runs():
+    vocab = logged_vocabulary({"tokens": ["", "[UNK]", "[start]", "[end]", "a", "7"]})
+    assert (vocab.start_id, vocab.end_id, vocab.unk_id) == (2, 3, 1)
+    earlier = logged_vocabulary({"words": ["a", "7"], "max_tokens": 4})  # pad, start, end, unk
+    assert (earlier.start_id, earlier.end_id, earlier.unk_id) == (1, 2, 3)
+    assert earlier.decode([1, 4, 5, 2, 4]) == ["a", "7"]
 
 
 def test_bleu_on_hand_cases():
@@ -241,10 +241,62 @@ def test_logged_model_reloads_and_predicts_the_same(trained):
                                result.model.predict(batch, verbose=0), atol=1e-5)  # fmt: skip
 
 
+def test_predict_captions_image_files(trained, tmp_path, capsys):
+    """--predict on files that are not from the data set: a grey PNG of the model's size and an
+    RGB JPEG of another size (both made here), in a folder beside a file that is no image."""
+    result, _, uri, _ = trained
+    run_id = runs_of(uri, "captioning")[0].info.run_id
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    pixels = np.zeros((64, 64), np.uint8)
+    pixels[20:44, 24:40] = 255  # a bright bar on black, like a digit stroke
+    Image.fromarray(pixels).save(folder / "bar.png")
+    rgb = np.random.default_rng(0).integers(0, 255, (80, 80, 3), np.uint8)
+    Image.fromarray(rgb).save(folder / "noise.JPG")
+    (folder / "notes.txt").write_text("not an image")
+
+    files, images = image_builders.read_images(folder, 64, 1)
+    assert [f.name for f in files] == ["bar.png", "noise.JPG"] and images.shape == (2, 64, 64, 1)
+    np.testing.assert_array_equal(images[0, ..., 0], pixels)
+    with Image.open(folder / "noise.JPG") as decoded:  # as stored: JPEG is lossy
+        grey = np.asarray(decoded.convert("L").resize((64, 64), Image.BILINEAR))
+    np.testing.assert_array_equal(images[1, ..., 0], grey)
+
+    out = tmp_path / "out"
+    args = ["--model-uri", f"runs:/{run_id}/model", "--tracking-uri", uri]
+    assert main(CaptioningTask(), [*args, "--predict", str(folder), "--output", str(out)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    table = pd.read_csv(out / "predictions.csv", keep_default_na=False)
+    assert list(table["file"]) == ["bar.png", "noise.JPG"]
+    assert lines == [f"{f}: {c}".rstrip() for f, c in zip(table["file"], table["caption"])]
+    vocabulary = result.report.artifacts["vocabulary"]
+    vocab = logged_vocabulary(vocabulary)
+    tokens, _ = generate(result.model, images, vocab, vocabulary["max_tokens"] + 1)
+    assert list(table["caption"]) == [detokenize(vocab.decode(row)) for row in tokens]
+
+    assert main(CaptioningTask(), [*args, "--predict", str(folder / "bar.png")]) == 0
+    assert capsys.readouterr().out.splitlines() == lines[:1]
+
+
+@pytest.mark.parametrize("make", ["empty folder", "corrupt image", "missing path"])
+def test_predict_bad_images_are_one_line_exit_2(trained, tmp_path, capsys, make):
+    _, _, uri, _ = trained
+    run_id = runs_of(uri, "captioning")[0].info.run_id
+    source = tmp_path / "in"
+    if make != "missing path":
+        source.mkdir()
+    if make == "corrupt image":
+        (source / "broken.png").write_bytes(b"\x89PNG not really")
+    argv = ["--model-uri", f"runs:/{run_id}/model", "--tracking-uri", uri, "--predict", str(source)]
+    assert main(CaptioningTask(), argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ")
+
+
 @pytest.mark.parametrize("beam_width", [1, 3])
 def test_greedy_and_beam_decode_shapes(trained, beam_width):
     result, _, _, _ = trained
-    vocab = Vocabulary.from_json(result.report.artifacts["vocabulary"])
+    vocab = logged_vocabulary(result.report.artifacts["vocabulary"])
     images = np.zeros((5, 64, 64, 1), np.uint8)
     tokens, attention = generate(result.model, images, vocab, 9, beam_width=beam_width)
     assert tokens.shape == (5, 9) and attention.shape == (5, 9, 64)
