@@ -32,6 +32,7 @@ from pipelines.core import runner, tracking
 from pipelines.core.cli import build_parser, split_namespace
 from pipelines.core.config import RunOptions, TaskConfig
 from pipelines.core.errors import ConfigError, PipelineError
+from pipelines.core.fitting import Result
 from pipelines.core.folds import held_out_metrics
 from pipelines.core.plotting import figure
 from pipelines.core.task import Report, Task
@@ -112,12 +113,12 @@ def compare(
     return table, parent.info.run_id
 
 
-def train_child(task: Task, cfg: TaskConfig, opts: RunOptions) -> runner.Result:
+def train_child(task: Task, cfg: TaskConfig, opts: RunOptions) -> Result:
     with runner.child_run(task, cfg, opts, f"seed{cfg.seed}", {"seed": str(cfg.seed)}):
         return runner.train_folds_or_one(task, cfg, opts)
 
 
-def summary_row(cell: str, seed: int, result: runner.Result) -> dict[str, float | str | int]:
+def summary_row(cell: str, seed: int, result: Result) -> dict[str, float | str | int]:
     return {
         "cell": cell,
         "seed": seed,

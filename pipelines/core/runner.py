@@ -1,8 +1,9 @@
 """The runner: everything that is the same for every task.
 
-``main(task)`` parses the CLI, opens the MLflow run, seeds, picks the strategy, fits with the
-standard callbacks, evaluates, logs, writes ``--output`` files, and turns known failures into one
-line on stderr with exit code 2.
+``main(task)`` parses the CLI, opens the MLflow run, trains and evaluates (every fit, stages
+included, in :mod:`pipelines.core.fitting`) or runs a search (:mod:`pipelines.core.tuning`),
+writes ``--output`` files, applies logged models (``--model-uri``), and turns known failures
+into one line on stderr with exit code 2.
 """
 
 from __future__ import annotations
@@ -10,46 +11,28 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import shutil
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import keras
 import mlflow
-import numpy as np
-import tensorflow as tf
 
 from pipelines.core import inference, tracking
 from pipelines.core.cli import build_parser, split_namespace
 from pipelines.core.config import RunOptions, TaskConfig
 from pipelines.core.errors import ConfigError, PipelineError
+from pipelines.core.fitting import Result, train_and_evaluate
 from pipelines.core.folds import held_out_metrics, mean_history
 from pipelines.core.folds import summary as fold_summary
-from pipelines.core.strategy import is_chief, select_strategy, spans_workers
-from pipelines.core.task import Prediction, Report, Splits, Task
-from pipelines.core.training import WeightAveraging
+from pipelines.core.naming import run_name
+from pipelines.core.strategy import is_chief
+from pipelines.core.task import Prediction, Task
+from pipelines.core.tuning import run_search
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
-
-
-@dataclass
-class Result:
-    """A finished run: the trained model, its report, training history and where it was logged."""
-
-    model: keras.Model | None  # None on a tuning worker (the chief holds the search's result)
-    # and after folds (one model per fold, each logged in its own run)
-    report: Report
-    history: dict[str, list[float]]
-    metrics: dict[str, float]
-    run_id: str | None = None
-    train_seconds: float = 0.0
-    parameter_count: int = 0
 
 
 def main(task: Task, argv: list[str] | None = None) -> int:
@@ -87,13 +70,14 @@ def run(task: Task, cfg: TaskConfig, opts: RunOptions) -> Result:
     tracking.connect(tracking.resolve_tracking_uri(opts.tracking_uri))
     tracking.use_experiment(opts.experiment or task.name)
     if opts.tune:
-        from pipelines.core.tuning import run_search
-
-        return run_search(task, cfg, opts)
+        result = run_search(task, cfg, opts)
+        if opts.output and result.model is not None:  # the chief's (a worker has none)
+            write_outputs(Path(opts.output), result)
+        return result
     output = Path(opts.output) if opts.output else None
     run_id = _resumable_run_id(output) if opts.resume else None
     tags = {"task": task.name, "cell": cfg.cell, "data": cfg.data} | task.run_tags(cfg)
-    with tracking.tracked_run(run_name(task, cfg, opts), tags, run_id=run_id) as active:
+    with tracking.tracked_run(run_name(task.name, cfg, opts), tags, run_id=run_id) as active:
         if output:
             _remember_run_id(output, active.info.run_id)
         if run_id is None:
@@ -117,11 +101,6 @@ def apply_logged_model(task: Task, cfg: TaskConfig, opts: RunOptions) -> Predict
     if opts.output:
         write_files(Path(opts.output), prediction.tables, {}, prediction.texts)
     return prediction
-
-
-def run_name(task: Task, cfg: TaskConfig, opts: RunOptions) -> str:
-    data = Path(cfg.data).stem if cfg.data else "default"
-    return opts.run_name or f"{task.name}-{cfg.cell}-{data}"
 
 
 def train_folds_or_one(task: Task, cfg: TaskConfig, opts: RunOptions) -> Result:
@@ -161,130 +140,9 @@ def child_run(
         yield
         return
     tags = {"task": task.name, "cell": cfg.cell, "data": cfg.data} | labels | task.run_tags(cfg)
-    with tracking.tracked_run(f"{run_name(task, cfg, opts)}-{suffix}", tags, nested=True):
+    with tracking.tracked_run(f"{run_name(task.name, cfg, opts)}-{suffix}", tags, nested=True):
         tracking.log_params(cfg.to_params() | {"precision": opts.precision})
         yield
-
-
-def train_and_evaluate(
-    task: Task,
-    cfg: TaskConfig,
-    opts: RunOptions,
-    log_model: bool | None = None,
-    merge_validation: bool = False,
-) -> Result:
-    """Seed, load data, build under the strategy, fit, evaluate, log to the active run.
-
-    ``merge_validation`` trains on train+validation without validation (the final refit of a
-    search, whose epoch count the search already chose); evaluation still sees the real splits.
-    """
-    keras.utils.set_random_seed(cfg.seed)
-    keras.mixed_precision.set_global_policy(opts.precision)
-    strategy = select_strategy(opts.strategy)
-    if opts.jit_compile and spans_workers(strategy) and not tf.config.list_logical_devices("GPU"):
-        raise ConfigError(
-            "--jit-compile with --strategy multiworker needs GPUs or TPUs "
-            "(XLA has no cross-worker collectives on CPU)"
-        )
-    splits = task.data(cfg)
-    with strategy.scope():
-        model = task.build_model(cfg, splits)
-    if opts.jit_compile:
-        model.jit_compile = True
-    model.steps_per_execution = opts.steps_per_execution
-    chief = is_chief()
-    parameter_count = model.count_params()
-    if chief:
-        mlflow.log_param("parameter_count", parameter_count)
-    started = time.perf_counter()
-    if merge_validation:
-        merged = dataclasses.replace(splits, train=splits.train.concatenate(splits.validation))
-        history = fit(task, cfg, model, merged, opts, validation=False)
-    else:
-        history = fit(task, cfg, model, splits, opts)
-    train_seconds = time.perf_counter() - started
-    if spans_workers(strategy):
-        model = rebuilt_copy(task, cfg, splits, model)
-    model = task.deployable(model, splits, cfg)
-    report = task.evaluate(model, splits, cfg)
-    report.metrics.setdefault("train_seconds", train_seconds)
-    metrics = tracking.log_report(report) if chief else tracking.report_metrics(report)
-    if (opts.log_model if log_model is None else log_model) and chief:
-        tracking.log_keras_model(model, task.input_example(splits))
-        task.log_serving_model(model, splits, cfg, report)
-    return Result(
-        model,
-        report,
-        history,
-        metrics,
-        train_seconds=train_seconds,
-        parameter_count=parameter_count,
-    )
-
-
-def rebuilt_copy(task: Task, cfg: TaskConfig, splits: Splits, model: keras.Model) -> keras.Model:
-    """A new compiled model of the task with the trained weights, built outside any strategy.
-
-    After multi-worker training every worker holds the same weights, and evaluating or logging
-    them must not wait on collectives the other workers never call; a copy can also be trained
-    further without touching the original (speech's --adapt)."""
-    copy = task.build_model(cfg, splits)  # outside any scope: the default strategy
-    copy.set_weights(model.get_weights())
-    return copy
-
-
-def fit(
-    task: Task,
-    cfg: TaskConfig,
-    model: keras.Model,
-    splits: Splits,
-    opts: RunOptions,
-    extra_callbacks: list[keras.callbacks.Callback] | None = None,
-    *,
-    initial_epoch: int = 0,
-    validation: bool = True,
-    metrics_prefix: str = "",
-) -> dict[str, list[float]]:
-    """Fit with early stopping on the task objective (or weight averaging, ``--average-last``),
-    NaN guard and optional backup/restore.
-
-    ``initial_epoch`` lets Hyperband continue a trial; ``metrics_prefix`` keeps the curves of a
-    tuning trial's repeated executions apart.
-    """
-    callbacks: list[keras.callbacks.Callback] = [keras.callbacks.TerminateOnNaN()]
-    if is_chief():
-        callbacks.append(tracking.EpochMetrics(metrics_prefix))
-    first_averaged = cfg.first_averaged_epoch
-    if first_averaged:  # the mean of the last epochs replaces early stopping's pick of one
-        callbacks.append(WeightAveraging(first_averaged))
-    elif cfg.patience:
-        callbacks.append(
-            keras.callbacks.EarlyStopping(
-                monitor=task.objective,
-                mode=task.direction,
-                patience=cfg.patience,
-                restore_best_weights=True,
-            )
-        )
-    if opts.output:
-        backup = Path(opts.output) / "checkpoints"
-        if not opts.resume:
-            shutil.rmtree(backup, ignore_errors=True)
-        # Two generations kept: a kill while one is being written leaves the other.
-        callbacks.append(keras.callbacks.BackupAndRestore(str(backup), double_checkpoint=True))
-    history = model.fit(
-        splits.train,
-        validation_data=splits.validation if validation else None,
-        epochs=cfg.epochs,
-        initial_epoch=initial_epoch,
-        callbacks=callbacks + (extra_callbacks or []),
-        shuffle=False,  # datasets arrive shuffled by the task
-        verbose=2 if sys.stdout.isatty() else 0,
-    )
-    losses = history.history.get("loss", [])
-    if losses and not np.isfinite(losses[-1]):
-        raise PipelineError("training diverged (loss became NaN/inf); try a lower --learning-rate")
-    return history.history
 
 
 def write_outputs(output: Path, result: Result) -> None:

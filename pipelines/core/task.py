@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -24,6 +25,48 @@ class Splits:
     validation: tf.data.Dataset
     test: tf.data.Dataset
     info: dict[str, Any] = field(default_factory=dict)
+    stages: dict[str, Any] = field(default_factory=dict)  # what each Stage's plan returned
+
+
+@dataclass
+class Fit:
+    """One training a :class:`Stage` asks the runner for: a compiled model, its data, its epochs.
+
+    ``callbacks`` are the stage's own (weight averaging, early stopping on its own monitor);
+    ``name`` tells apart the fits of a stage that trains more than once: the curves of the fit
+    named ``copy1-round2`` of stage ``adapt`` are ``adapt/copy1-round2/loss``.
+    """
+
+    model: keras.Model
+    train: tf.data.Dataset
+    epochs: int
+    validation: tf.data.Dataset | None = None
+    callbacks: list[keras.callbacks.Callback] = field(default_factory=list)
+    name: str = ""
+
+
+@dataclass
+class Stage:
+    """A training a task needs besides its main fit (language-model pretraining, gradual
+    unfreezing, adaptation to a new voice), fitted by the runner like the main fit: same
+    strategy, precision, XLA, steps per execution, MLflow curves (``<name>/loss``), and
+    checkpoints that ``--resume`` continues from.
+
+    ``plan(model)`` receives the task's main model and is a generator: it yields a :class:`Fit`
+    whenever it needs a training (of the main model, of a model sharing its layers, of a
+    copy), the runner fits it and resumes the generator, which may then use the trained model
+    (predict, freeze or unfreeze layers, recompile) before it yields the next one. Its models
+    are built under the main model's distribution strategy. What it returns is kept in
+    ``splits.stages[name]`` for ``evaluate``.
+
+    Stages run in the order given: before the main fit (``after=False``; also before every
+    search trial's fit), or after it (``after=True``; not in search trials, which score the
+    main fit alone).
+    """
+
+    name: str
+    plan: Callable[[keras.Model], Generator[Fit, None, Any]]
+    after: bool = False
 
 
 @dataclass
@@ -165,6 +208,11 @@ class Task(abc.ABC):
         """Named configs to train one after another as cross-validation folds (each a child
         run; the parent summarises them, see :mod:`pipelines.core.folds`), or ``[]`` to train
         ``cfg`` itself (the default)."""
+        return []
+
+    def stages(self, cfg: TaskConfig, splits: Splits) -> list[Stage]:
+        """Trainings besides the main fit that the runner runs for this model (see
+        :class:`Stage`); none by default."""
         return []
 
     def run_tags(self, cfg: TaskConfig) -> dict[str, str]:

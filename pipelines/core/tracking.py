@@ -150,12 +150,14 @@ class EpochMetrics(keras.callbacks.Callback):
             if np.isscalar(v) and np.isfinite(v)
         }
         if finite:
-            mlflow.log_metrics(finite, step=epoch)
+            mlflow.log_metrics(finite, step=epoch + 1)  # epoch 1 first, as in our figures
 
 
 def metric_name(name: str) -> str:
-    """``test_`` prefix unless the task already scoped the metric (e.g. ``baseline_...``)."""
-    return name if name.startswith(("test_", "baseline_", "val_", "train_")) else f"test_{name}"
+    """``test_`` prefix unless the metric is already scoped (``baseline_...``, a stage's
+    ``pretrain/train_seconds``)."""
+    scoped = "/" in name or name.startswith(("test_", "baseline_", "val_", "train_"))
+    return name if scoped else f"test_{name}"
 
 
 def report_metrics(report: Report) -> dict[str, float]:

@@ -41,9 +41,11 @@ import mlflow
 import numpy as np
 import pandas as pd
 
-from pipelines.core import runner, tracking
+from pipelines.core import tracking
 from pipelines.core.config import RunOptions, TaskConfig
 from pipelines.core.errors import ConfigError, PipelineError
+from pipelines.core.fitting import Result, fit, run_stages, train_and_evaluate
+from pipelines.core.naming import run_name
 from pipelines.core.plotting import figure
 from pipelines.core.strategy import select_strategy
 from pipelines.core.task import Report, SearchSpace, Splits, Task
@@ -116,15 +118,21 @@ class TaskHyperModel(kt.HyperModel):
             cfg = dataclasses.replace(cfg, epochs=epochs)
         if self.execution == 0:
             mlflow.log_param("parameter_count", model.count_params())
-        history = runner.fit(
+        opts = dataclasses.replace(self.opts, output="")  # trials keep no backup of their own
+        prefix = f"execution_{self.execution}/" if self.execution else ""
+        splits = self.splits(cfg)
+        if not initial_epoch:  # a continued Hyperband trial's model went through them already
+            stages = self.task.stages(cfg, splits)
+            run_stages(stages, model, splits, opts, after=False, metrics_prefix=prefix)
+        history = fit(
             self.task,
             cfg,
             model,
-            self.splits(cfg),
-            dataclasses.replace(self.opts, output=""),  # trials keep no backup of their own
+            splits,
+            opts,
             callbacks,
             initial_epoch=initial_epoch,
-            metrics_prefix=f"execution_{self.execution}/" if self.execution else "",
+            metrics_prefix=prefix,
         )
         self.execution += 1
         return best_epoch(history, self.task, initial_epoch)
@@ -224,19 +232,19 @@ def make_tuner(
     return cls(max_trials=opts.max_trials, **common)
 
 
-def run_search(task: Task, cfg: TaskConfig, opts: RunOptions) -> runner.Result:
+def run_search(task: Task, cfg: TaskConfig, opts: RunOptions) -> Result:
     """Search, then retrain the best configuration; the parent run's result (none on a worker)."""
     keras.mixed_precision.set_global_policy(opts.precision)
     hypermodel = TaskHyperModel(task, cfg, opts)
     if distributed_role() == "worker":
         validate_searchable(task, cfg)
         make_tuner(task, cfg, opts, hypermodel, overwrite=False).search(verbose=0)
-        return runner.Result(None, Report(), {}, {})
+        return Result(None, Report(), {}, {})
     resuming = opts.resume and (tuner_directory(opts) / task.name / "oracle.json").exists()
     tuner = make_tuner(task, cfg, opts, hypermodel, overwrite=False) if resuming else None
     parent_id = tuner.oracle.get_space().get(PARENT_HP) if tuner else None
     tags = {"task": task.name, "cell": cfg.cell, "data": cfg.data, "search": opts.tuner}
-    name = f"{runner.run_name(task, cfg, opts)}-search"
+    name = f"{run_name(task.name, cfg, opts)}-search"
     with tracking.tracked_run(name, tags | task.run_tags(cfg), run_id=parent_id) as parent:
         if tuner is None:
             tracking.log_params(cfg.to_params() | search_params(task, opts))
@@ -268,7 +276,7 @@ def search_params(task: Task, opts: RunOptions) -> dict[str, Any]:
     }
 
 
-def finish_search(task: Task, cfg: TaskConfig, opts: RunOptions, tuner: kt.Tuner) -> runner.Result:
+def finish_search(task: Task, cfg: TaskConfig, opts: RunOptions, tuner: kt.Tuner) -> Result:
     """Retrain the best trial's configuration (on train+validation when the task allows) for
     the best trial's epoch count and log it on the parent."""
     trials = trials_table(tuner.oracle)
@@ -281,9 +289,7 @@ def finish_search(task: Task, cfg: TaskConfig, opts: RunOptions, tuner: kt.Tuner
     best_values = trial_params(best.hyperparameters.values)
     epochs = max(1, round(best.metrics.get_last_value("best_epochs")))
     best_cfg = dataclasses.replace(configured(cfg, best_values), epochs=epochs, patience=0)
-    result = runner.train_and_evaluate(
-        task, best_cfg, opts, merge_validation=task.refit_on_validation
-    )
+    result = train_and_evaluate(task, best_cfg, opts, merge_validation=task.refit_on_validation)
     tracking.log_params(
         {f"best_{k}": v for k, v in best_values.items()}
         | {"best_trial_id": best.trial_id, "best_epochs": epochs}
@@ -294,8 +300,6 @@ def finish_search(task: Task, cfg: TaskConfig, opts: RunOptions, tuner: kt.Tuner
     )
     tracking.log_report(Report(tables={"trials": trials}))
     result.report.tables["trials"] = trials
-    if opts.output:
-        runner.write_outputs(Path(opts.output), result)
     return result
 
 

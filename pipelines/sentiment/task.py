@@ -61,9 +61,9 @@ from pipelines.core import (
     option,
 )
 from pipelines.core.embeddings import embedding_matrix, pretrained_dim
+from pipelines.core.fitting import fit
 from pipelines.core.inference import LoggedModel
 from pipelines.core.plotting import figure
-from pipelines.core.runner import fit
 from pipelines.core.text import (
     encode_labels,
     read_labelled_csv,

@@ -38,8 +38,8 @@ from pipelines.core import (
     new_default,
     option,
 )
+from pipelines.core.fitting import rebuilt_copy
 from pipelines.core.plotting import figure
-from pipelines.core.runner import rebuilt_copy
 from pipelines.core.training import WeightAveraging, make_optimizer
 from pipelines.speech import features
 from pipelines.speech.adaptation import Adapted, balanced, cross_fitted

@@ -67,7 +67,7 @@ def test_default_run_is_fully_tracked(trained):
     for key in ("test_event_f1", "test_point_f1", "test_roc_auc", "test_pr_auc", "test_threshold"):
         assert key in logged.data.metrics
     history = mlflow.MlflowClient(uri).get_metric_history(logged.info.run_id, "loss")
-    assert [m.step for m in history] == list(range(len(result.history["loss"])))
+    assert [m.step for m in history] == list(range(1, len(result.history["loss"]) + 1))
     artifacts = mlflow.artifacts.download_artifacts(run_id=logged.info.run_id, tracking_uri=uri)
     names = {str(p.relative_to(artifacts)) for p in Path(artifacts).rglob("*") if p.is_file()}
     for name in (

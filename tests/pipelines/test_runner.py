@@ -7,7 +7,8 @@ import json
 import pandas as pd
 import pytest
 
-from pipelines.core.runner import Result, write_outputs
+from pipelines.core.fitting import Result
+from pipelines.core.runner import write_outputs
 from pipelines.core.task import Report
 
 

@@ -77,7 +77,7 @@ def test_two_workers_end_with_identical_weights_and_one_run_logged_by_the_chief(
         np.testing.assert_array_equal(chief[name], worker[name])
     (logged,) = runs_of(uri, "anomaly")
     assert logged.info.status == "FINISHED" and "test_roc_auc" in logged.data.metrics
-    assert loss_steps(uri, logged.info.run_id) == [0, 1]
+    assert loss_steps(uri, logged.info.run_id) == [1, 2]
     assert json.loads((tmp_path / "out0" / "run.json").read_text())["run_id"] == logged.info.run_id
     assert not (tmp_path / "out1" / "metrics.json").exists()  # the worker writes nothing
 
@@ -138,9 +138,9 @@ def test_sigkilled_run_resumes_into_the_same_mlflow_run_losing_at_most_one_epoch
     (logged,) = runs_of(uri, "anomaly")
     assert logged.info.run_id == run_id and logged.info.status == "FINISHED"
     after = loss_steps(uri, run_id)
-    assert sorted(set(after)) == list(range(epochs))
+    assert sorted(set(after)) == list(range(1, epochs + 1))
     # Epochs the checkpoint held are not trained again; at most the one under way is redone.
-    assert all(after.count(step) == 1 for step in range(finished))
+    assert all(after.count(step) == 1 for step in range(1, finished + 1))
     assert len(after) - epochs <= 1 and before == sorted(set(before))
     assert "test_roc_auc" in logged.data.metrics and (output / "metrics.json").exists()
 
@@ -167,7 +167,7 @@ def test_two_pipelines_logging_at_once_to_one_server_lose_no_run_and_no_metric(t
         assert sorted(logged) == ["anomaly", "forecast"]
         for name, found in logged.items():
             assert found.info.status == "FINISHED"
-            assert loss_steps(uri, found.info.run_id) == list(range(epochs))
+            assert loss_steps(uri, found.info.run_id) == list(range(1, epochs + 1))
             written = json.loads((tmp_path / name / "metrics.json").read_text())
             finite = {k: v for k, v in written.items() if np.isfinite(v)}
             assert finite and {k: found.data.metrics[k] for k in finite} == pytest.approx(finite)

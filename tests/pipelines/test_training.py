@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 from pipelines.core.config import RunOptions, TaskConfig
-from pipelines.core.runner import fit
+from pipelines.core.fitting import fit
 from pipelines.core.task import Splits
 from pipelines.core.training import WeightAveraging
 

@@ -85,7 +85,7 @@ def test_search_logs_one_parent_and_one_child_per_trial(searched):
             assert same(child.data.params[name], trial[name]), name
         assert child.data.metrics["best_val_loss"] == pytest.approx(trial["score"])
         assert child.data.metrics["best_epochs"] == 1
-        assert [m.step for m in client.get_metric_history(child.info.run_id, "val_loss")] == [0]
+        assert [m.step for m in client.get_metric_history(child.info.run_id, "val_loss")] == [1]
         assert int(child.data.params["parameter_count"]) > 0
 
 
