@@ -124,3 +124,25 @@ def test_relative_links_and_figures_exist():
         for target in link.findall(page.read_text()):
             if "://" not in target:
                 assert (page.parent / target).exists(), f"{page.name} links to missing {target}"
+
+
+def test_readme_textgen_example_trains_then_applies_as_written(workdir, tracking_uri, capsys):
+    """The README's train-then-apply pair, run for real: the training command with tiny
+    settings appended (a short text, one epoch, a few units), then the apply command exactly as
+    written with the run id it printed."""
+    from pipelines.core import main
+    from pipelines.textgen.task import TextgenTask
+
+    train, apply = [argv[1:] for page, argv in COMMANDS
+                    if page == "README.md" and argv[0] == "pipelines.textgen"]  # fmt: skip
+    text = workdir / "verse.txt"
+    text.write_text("To be, or not to be, that is the question.\n" * 40)
+    tiny = ["--data", str(text), "--epochs", "1", "--units", "8", "--layers", "1",
+            "--seq-length", "20", "--embedding-dim", "4", "--length", "5",
+            "--sample-temperatures", "0.5", "--ngram-order", "2"]  # fmt: skip
+    assert main(TextgenTask(), [*train, *tiny, "--tracking-uri", tracking_uri]) == 0
+    run_id = re.search(r"MLflow run (\w+)", capsys.readouterr().out)[1]
+    applied = [word.replace("PLACEHOLDER", run_id) for word in apply]
+    assert main(TextgenTask(), [*applied, "--tracking-uri", tracking_uri]) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith("To be") and len(printed.rstrip("\n")) > len("To be")
