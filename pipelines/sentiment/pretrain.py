@@ -45,10 +45,12 @@ def word_chunks(text: str, max_words: int) -> list[str]:
 def language_model(classifier: keras.Model, output_words: int) -> keras.Model:
     """Token ids -> next-word logits (forward half) and previous-word logits (backward half),
     concatenated along time: ``[B, 2(T-1), output_words]``. Shares the classifier's layers."""
-    embedding = classifier.get_layer("embedding")
     encoder = classifier.get_layer("birnn_0")
     ids = keras.Input((None,), dtype="int64", name="ids")
-    states = encoder(embedding(ids), mask=keras.ops.not_equal(ids, PAD_ID))
+    vectors = classifier.get_layer("embedding")(ids)
+    if "embedding_correction" in [layer.name for layer in classifier.layers]:
+        vectors = vectors + classifier.get_layer("embedding_correction")(ids)
+    states = encoder(vectors, mask=keras.ops.not_equal(ids, PAD_ID))
     half = states.shape[-1] // 2
     forward, backward = states[:, :-1, :half], states[:, 1:, half:]
     logits = keras.layers.Dense(output_words, name="lm_logits", dtype="float32")
@@ -77,7 +79,7 @@ def lm_dataset(
 
 def pretrain(
     classifier: keras.Model,
-    vectorizer_name: str,
+    vectorizer: keras.layers.TextVectorization,
     texts: Sequence[str],
     epochs: int,
     batch_size: int,
@@ -85,10 +87,10 @@ def pretrain(
     learning_rate: float = 3e-3,
     output_words: int = 2000,
 ) -> list[float]:
-    """Train the classifier's embedding and first encoder layer as a bidirectional language
-    model on ``texts``; returns the loss per epoch (padding is not predicted). The optimizer
-    is the language model's own: fine-tuning starts with fresh Adam moments."""
-    vectorizer = classifier.get_layer(vectorizer_name)
+    """Train the classifier's trainable embedding and first encoder layer (the network
+    reads ``vectorizer``'s ids) as a bidirectional language model on ``texts``; returns the
+    loss per epoch (padding is not predicted). The optimizer is the language model's own:
+    fine-tuning starts with fresh Adam moments."""
     output_words = min(output_words, vectorizer.vocabulary_size())
     model = language_model(classifier, output_words)
     model.compile(

@@ -1,36 +1,35 @@
-"""Sentence sentiment with a bidirectional recurrent network and attention pooling.
+"""Sentence sentiment that holds up beyond the critics it was trained on.
 
-Raw text goes into the model: its first layer is the word vocabulary (``TextVectorization``
-adapted on the training part only), then a masked embedding, bidirectional recurrent layers
-(``--cell``), ``AttentionPooling`` and one sigmoid unit. Each word is explained by leave-one-out
-occlusion (how much deleting it moves the probability), which is faithful by construction; the
-attention weights are shown beside it but are not an explanation: over BiLSTM states they learn
-a position bias. Evaluation renders both for sample test sentences (figure and HTML), and
-``--predict TEXT --model-uri URI`` prints them for any sentence.
+Raw text goes into the deployed model. Its first layer is the normaliser (``normalise.py``:
+text as people write it, tweets included) inside a word vocabulary adapted on the training
+part *plus* the most frequent GloVe words, so an unseen word keeps its pretrained vector. The
+network (``network.py``) reads those ids: frozen GloVe 6B 50d vectors plus a trainable
+per-word correction, word dropout, bidirectional recurrent layers (``--cell``),
+``AttentionPooling`` and one sigmoid unit.
 
-The embedding starts from GloVe 6B 50d vectors (``--embeddings glove``, the default; fine-tuned;
-words GloVe lacks keep their random init), read from a pinned data package
-(``pipelines/core/embeddings.py``).
+The deployed model is a fixed weighted average of the network and fixed experts fitted on the
+training part (``--experts``): a lexicon expert (``lexicon.py``: people's word polarities,
+a few learned weights) and an NB-SVM over word uni+bigrams (``expert.py``). The weights are
+chosen after training on held-out data only (``--ensemble-weights auto``): the validation part
+and the *dev* half of a proxy for other domains (``--proxy tweets``: tweets rated by people,
+shipped in a package), never on test texts. Test metrics are reported for the deployed model
+and each part alone, in domain (``test_accuracy`` ...) and on the proxy's *test* half
+(``test_tweets_accuracy`` ...), side by side in one run, so a change that only helps on the
+training domain is visible.
 
-The deployed model is an ensemble (``--expert nbsvm``, the default): the trained network's
-probability averaged with an NB-SVM (Wang & Manning 2012) over word uni+bigrams, fitted on the
-training part like the vocabulary and fixed while the network trains alone (trained jointly,
-the expert, which fits its training data almost perfectly, would leave the network no gradient).
-Both read the raw text inside the saved model; test metrics are the ensemble's, with
-``recurrent_*`` (network alone) and ``expert_*`` (NB-SVM alone) beside them. See ``expert.py``.
+Every word is explained by leave-one-out occlusion: how much deleting its whitespace-separated
+piece of the raw text moves the deployed model's probability (faithful by construction).
 
-``--pretrain-epochs N`` first trains the embedding and encoder as a bidirectional language model
-on unlabelled text (the training texts and, for ``rotten_tomatoes``, the package's plot synopses;
-never test texts), as in Dai & Le 2015; see ``pretrain.py``.
-
-Evaluation is a stratified train/validation/test split; ``--folds K`` also trains the other
-K-1 folds of a stratified K-fold and reports the mean and standard deviation over all K.
+``--split films`` holds out whole films (``rotten_tomatoes``); ``--folds K`` trains K
+stratified folds as child runs (``Task.folds``), the parent reporting mean, min and max.
 """
 
 from __future__ import annotations
 
 import html
-from dataclasses import dataclass
+import itertools
+import sys
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,20 +38,14 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
+from sklearn.model_selection import GroupShuffleSplit
 
-from models.architectures import (
-    PUNCTUATION,
-    attention_explainer,
-    text_classifier,
-    with_linear_expert,
-)
 from models.recurrent import CELL_NAMES
 from pipelines.core import (
     ConfigError,
     DataError,
     Prediction,
     Report,
-    RunOptions,
     SearchSpace,
     Splits,
     Task,
@@ -60,28 +53,40 @@ from pipelines.core import (
     new_default,
     option,
 )
-from pipelines.core.embeddings import embedding_matrix, pretrained_dim
-from pipelines.core.fitting import fit
+from pipelines.core.embeddings import embedding_matrix, pretrained_dim, pretrained_vectors
 from pipelines.core.inference import LoggedModel
 from pipelines.core.plotting import figure
 from pipelines.core.text import (
+    OOV_ID,
     encode_labels,
     read_labelled_csv,
     read_texts,
     stratified_folds,
     stratified_holdout,
     stratified_split,
-    text_dataset,
-    tokens,
+    vocabulary,
     word_vectorizer,
 )
 from pipelines.core.training import make_optimizer
-from pipelines.datasets.text_builders import TEXTS, load_labelled_texts
+from pipelines.datasets.text_builders import TEXTS, load_groups, load_labelled_texts, proxy_tweets
 from pipelines.sentiment.expert import fit_nbsvm
+from pipelines.sentiment.lexicon import fit_lexicon_expert
+from pipelines.sentiment.network import (
+    WORDS,
+    NetworkShape,
+    deployed,
+    mixing_weights,
+    network,
+    normalised,
+    part_names,
+    parts,
+)
+from pipelines.sentiment.normalise import SPECIAL_TOKENS
 from pipelines.sentiment.pretrain import plot_synopses, pretrain
 
-VECTORIZER = "words"
 CLASSES_ARTIFACT = "classes"
+EXPERTS = ("lexicon", "nbsvm")
+SENTIMENT_SETS = ("rotten_tomatoes", "tfds:imdb_reviews")  # class 1 is the positive one
 
 
 @dataclass
@@ -89,21 +94,44 @@ class SentimentConfig(TaskConfig):
     data: str = option("rotten_tomatoes", "rotten_tomatoes, tfds:NAME (imdb_reviews), or a CSV")
     text_column: str = option("text", "CSV column holding the text")
     label_column: str = option("label", "CSV column holding the two class labels")
-    max_tokens: int = option(20000, "largest word vocabulary (most frequent words kept)")
-    min_count: int = option(2, "words seen fewer times in training become [UNK]")
-    max_length: int = option(50, "words kept per text (longer texts are cut)")
+    max_tokens: int = option(20000, "largest training vocabulary (most frequent words kept)")
+    min_count: int = option(2, "training words seen fewer times are left to GloVe or [UNK]")
+    glove_words: int = option(
+        50000, "most frequent GloVe words added to the vocabulary, so unseen words keep their "
+        "pretrained vector (0: training words only)",
+    )  # fmt: skip
+    max_length: int = option(60, "tokens kept per text (longer texts are cut)")
     embedding_dim: int = option(50, "word embedding size (50 with --embeddings glove)")
     embeddings: str = option(
-        "glove",
-        "embedding init: glove (GloVe 6B 50d vectors, fine-tuned) or none (random)",
+        "glove", "embedding init: glove (GloVe 6B 50d vectors) or none (random)",
         choices=("glove", "none"),
+    )  # fmt: skip
+    embedding_training: str = option(
+        "correction",
+        "correction (frozen vectors + a trainable per-word correction), full (fine-tune the "
+        "vectors), or frozen",
+        choices=("correction", "full", "frozen"),
     )
-    expert: str = option(
-        "nbsvm",
-        "fixed expert averaged with the trained network in the deployed model: nbsvm "
-        "(NB-SVM over word uni+bigrams, fitted on the training part) or none",
-        choices=("nbsvm", "none"),
+    word_dropout: float = option(0.1, "share of words replaced by [UNK] in training")
+    embedding_noise: float = option(0.0, "std of Gaussian noise on the embeddings in training")
+    experts: str = option(
+        "lexicon,nbsvm",
+        "fixed experts averaged with the network: comma list of lexicon, nbsvm; or none",
     )
+    ensemble_weights: str = option(
+        "auto",
+        "weights of network,experts...: auto (chosen on validation + proxy dev) or numbers",
+    )
+    proxy: str = option(
+        "auto",
+        "other-domain proxy reported beside the test metrics: tweets, none, or auto (tweets "
+        "for the packaged sentiment sets)",
+        choices=("auto", "tweets", "none"),
+    )
+    split: str = option(
+        "random", "random (stratified) or films (hold out whole rotten_tomatoes films)",
+        choices=("random", "films"),
+    )  # fmt: skip
     attention_units: int = option(64, "hidden size of the attention-pooling score")
     head_dropout: float = option(0.5, "dropout before the classifier unit")
     embedding_dropout: float = option(0.0, "dropout of whole embedding channels")
@@ -118,56 +146,106 @@ class SentimentConfig(TaskConfig):
     patience: int = new_default("patience", 3)
     validation_fraction: float = option(0.1, "share of examples for early stopping")
     test_fraction: float = option(0.2, "share of examples held out for the test metrics")
-    folds: int = option(1, "K > 1: stratified K-fold, also train the other K-1 folds")
-    explain: int = option(6, "test sentences whose word effects are rendered")
+    folds: int = option(1, "K > 1: stratified K-fold, each fold a child run")
+    fold: int = option(0, "train only fold N of --folds K (1..K; 0: all of them)")
+    explain: int = option(
+        6, "test sentences whose word effects are rendered; with --predict, > 0 adds each "
+        "text's top words (leave-one-out occlusion) to predictions.csv",
+    )  # fmt: skip
 
     def validate(self) -> None:
         super().validate()
         self.require_positive("max_tokens", "max_length", "embedding_dim", "attention_units",
                               "folds")  # fmt: skip
-        self.require_non_negative("pretrain_epochs")
-        self.require_rate("head_dropout", "embedding_dropout")
+        self.require_non_negative("pretrain_epochs", "glove_words", "fold", "embedding_noise")
+        self.require_rate("head_dropout", "embedding_dropout", "word_dropout")
         self.require_split()
+        if self.fold > self.folds:
+            raise ConfigError(f"--fold {self.fold} is outside --folds {self.folds}")
         if self.embeddings != "none" and self.embedding_dim != pretrained_dim(self.embeddings):
             raise ConfigError(
                 f"--embeddings {self.embeddings} needs --embedding-dim "
                 f"{pretrained_dim(self.embeddings)} (the vectors' size), got "
                 f"{self.embedding_dim}; or use --embeddings none"
             )
+        if self.embeddings == "none" and self.embedding_training != "full":
+            raise ConfigError("--embeddings none needs --embedding-training full")
+        unknown = sorted(set(self.expert_names) - set(EXPERTS))
+        if unknown:
+            raise ConfigError(
+                f"unknown --experts {', '.join(unknown)}; known: {', '.join(EXPERTS)}"
+            )
+        if self.split == "films" and self.data != "rotten_tomatoes":
+            raise ConfigError("--split films needs --data rotten_tomatoes (films are its groups)")
+        if self.ensemble_weights != "auto":
+            weights = self.fixed_weights
+            if len(weights) != 1 + len(self.expert_names) or min(weights) < 0 or sum(weights) <= 0:
+                raise ConfigError(
+                    f"--ensemble-weights needs {1 + len(self.expert_names)} non-negative numbers "
+                    f"(network, {', '.join(self.expert_names) or 'no experts'}), got "
+                    f"{self.ensemble_weights!r}"
+                )
+
+    @property
+    def expert_names(self) -> list[str]:
+        names = [n.strip() for n in self.experts.split(",") if n.strip()]
+        return [] if names == ["none"] else names
+
+    @property
+    def fixed_weights(self) -> list[float]:
+        try:
+            return [float(w) for w in self.ensemble_weights.split(",")]
+        except ValueError:
+            raise ConfigError(
+                f"--ensemble-weights must be auto or numbers, got {self.ensemble_weights!r}"
+            ) from None
+
+    @property
+    def uses_proxy(self) -> bool:
+        return self.proxy == "tweets" or (self.proxy == "auto" and self.data in SENTIMENT_SETS)
 
 
 class SentimentTask(Task):
-    """Sentiment of sentences: bidirectional LSTM + attention pooling, word-weight explanations."""
+    """Sentiment of sentences that holds up on other domains: normalised text, GloVe network,
+    lexicon and NB-SVM experts, weights chosen on held-out data, occlusion explanations."""
 
     name = "sentiment"
     config_class = SentimentConfig
 
     def predict(self, logged: LoggedModel, source: str, cfg: SentimentConfig) -> Prediction:
         """Label and probability of a text, or of every text of a file (one per line, or the
-        ``--text-column`` of a CSV); a single text also gets each word's effect and attention."""
-        return classify(logged, read_texts(source, cfg.text_column))
+        ``--text-column`` of a CSV), in batches; a single text also gets each word's effect."""
+        return classify(logged, read_texts(source, cfg.text_column), cfg.explain > 0)
+
+    def folds(self, cfg: SentimentConfig) -> list[tuple[str, SentimentConfig]]:
+        """``--folds K``: each stratified fold as the test part of its own child run."""
+        if cfg.folds <= 1 or cfg.fold:
+            return []
+        return [(f"fold{k}", replace(cfg, fold=k)) for k in range(1, cfg.folds + 1)]
 
     # ---- data -------------------------------------------------------------------------------
     def data(self, cfg: SentimentConfig) -> Splits:
-        texts, labels, classes = self.load(cfg)
-        if cfg.folds > 1:
-            folds = stratified_folds(labels, cfg.folds, cfg.seed)
-            train, validation, test = self.fold_parts(cfg, labels, folds[0])
-        else:
-            folds = []
-            train, validation, test = stratified_split(
-                labels, cfg.validation_fraction, cfg.test_fraction, cfg.seed
-            )
-        splits = self.make_splits(cfg, texts, labels, (train, validation, test))
+        texts, labels, classes, groups = self.load(cfg)
+        parts = self.split(cfg, labels, groups)
+        splits = self.make_splits(cfg, texts, labels, parts)
         with_plots = cfg.pretrain_epochs and cfg.data == "rotten_tomatoes"
-        unlabelled = plot_synopses(cfg.max_length) if with_plots else []
-        splits.info.update(classes=classes, folds=folds, unlabelled=unlabelled)
+        splits.info.update(
+            classes=classes,
+            unlabelled=plot_synopses(cfg.max_length) if with_plots else [],
+            proxy=proxy_tweets() if cfg.uses_proxy else {},
+        )
         return splits
 
-    def load(self, cfg: SentimentConfig) -> tuple[np.ndarray, np.ndarray, list[str]]:
-        """Texts, 0/1 labels (1 = the positive class) and the two class names."""
+    def load(
+        self, cfg: SentimentConfig
+    ) -> tuple[np.ndarray, np.ndarray, list[str], np.ndarray | None]:
+        """Texts, 0/1 labels (1 = the positive class), the two class names, and each text's
+        group (its film) when the data set has one."""
+        groups = None
         if cfg.data in TEXTS or cfg.data.startswith("tfds:"):
             texts, names, classes = load_labelled_texts(cfg.data)
+            if cfg.split == "films":
+                groups = np.array(load_groups(cfg.data, "movie"), dtype=object)
         else:
             texts, names = read_labelled_csv(cfg.data, cfg.text_column, cfg.label_column)
             classes = None
@@ -177,7 +255,24 @@ class SentimentTask(Task):
                 f"sentiment needs exactly two classes, {Path(cfg.data).name} has {len(classes)}: "
                 f"{', '.join(classes[:10])}"
             )
-        return np.array(texts, dtype=object), labels, classes
+        return np.array(texts, dtype=object), labels, classes, groups
+
+    def split(
+        self, cfg: SentimentConfig, labels: np.ndarray, groups: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Train/validation/test indices: one fold of ``--folds``, whole films, or stratified."""
+        if cfg.fold:
+            rest, test = stratified_folds(labels, cfg.folds, cfg.seed)[cfg.fold - 1]
+            share = cfg.validation_fraction / (1 - 1 / cfg.folds)
+            train, validation = stratified_holdout(labels[rest], share, cfg.seed)
+            return rest[train], rest[validation], test
+        if groups is not None:
+            index = np.arange(len(labels))
+            rest, test = _group_holdout(index, groups, cfg.test_fraction, cfg.seed)
+            share = cfg.validation_fraction / (1 - cfg.test_fraction)
+            train, validation = _group_holdout(rest, groups[rest], share, cfg.seed)
+            return train, validation, test
+        return stratified_split(labels, cfg.validation_fraction, cfg.test_fraction, cfg.seed)
 
     def make_splits(
         self,
@@ -186,29 +281,24 @@ class SentimentTask(Task):
         labels: np.ndarray,
         parts: tuple[np.ndarray, np.ndarray, np.ndarray],
     ) -> Splits:
-        """Datasets of one split, and a vocabulary (and the expert) fitted on its training
-        texts only."""
+        """Token-id datasets of one split, with the vocabulary, the embedding init and the
+        experts fitted on its training texts only."""
         train, validation, test = parts
-        vectorizer = word_vectorizer(
-            texts[train], cfg.max_tokens, cfg.max_length, min_count=cfg.min_count, name=VECTORIZER
-        )
+        vectorizer = words_vectorizer(cfg, texts[train])
         datasets = [
-            text_dataset(texts[idx], labels[idx].astype("float32"), cfg.batch_size, seed)
+            id_dataset(vectorizer, texts[idx], labels[idx], cfg.batch_size, seed)
             for idx, seed in ((train, cfg.seed), (validation, None), (test, None))
         ]
-        expert = fit_nbsvm(texts[train], labels[train]) if cfg.expert == "nbsvm" else None
+        experts = []
+        for name in cfg.expert_names:
+            if name == "lexicon":
+                experts.append(fit_lexicon_expert(texts[train], labels[train]))
+            else:
+                experts.append(fit_nbsvm(texts[train], labels[train]).expert())
+        vectors = initial_vectors(cfg, vocabulary(vectorizer))
         info = {"vectorizer": vectorizer, "texts": texts, "labels": labels, "parts": parts,
-                "expert": expert}  # fmt: skip
+                "experts": experts, "vectors": vectors}  # fmt: skip
         return Splits(*datasets, info)
-
-    def fold_parts(
-        self, cfg: SentimentConfig, labels: np.ndarray, fold: tuple[np.ndarray, np.ndarray]
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Train/validation/test indices of one fold: validation comes out of its train part."""
-        rest, test = fold
-        share = cfg.validation_fraction / (1 - 1 / cfg.folds)
-        train, validation = stratified_holdout(labels[rest], share, cfg.seed)
-        return rest[train], rest[validation], test
 
     def input_example(self, splits: Splits) -> Any:
         return np.array(splits.info["texts"][splits.info["parts"][2][:2]], dtype=object)
@@ -216,29 +306,24 @@ class SentimentTask(Task):
     # ---- model ------------------------------------------------------------------------------
     def build_model(self, cfg: SentimentConfig, splits: Splits, hp: Any = None) -> keras.Model:
         space = SearchSpace(cfg, hp)
-        pretrained = cfg.embeddings != "none"  # its size is the vectors', not searched
-        model = text_classifier(
-            splits.info["vectorizer"],
+        shape = NetworkShape(
             cell=space.choice("cell", CELL_NAMES),
             units=space.int("units", 32, 128, step=32),
             layers=space.int("layers", 1, 2),
-            embedding_dim=(
-                cfg.embedding_dim if pretrained else space.choice("embedding_dim", (64, 128, 256))
-            ),
             dropout=space.float("dropout", 0.0, 0.5, step=0.1),
             head_dropout=space.float("head_dropout", 0.0, 0.6, step=0.1),
             attention_units=cfg.attention_units,
+            word_dropout=space.float("word_dropout", 0.0, 0.3, step=0.05),
+            embedding_noise=cfg.embedding_noise,
             embedding_dropout=space.float("embedding_dropout", 0.0, 0.5, step=0.1),
+            trainable_embedding=cfg.embedding_training,
         )
-        if pretrained:  # before pretraining, which then starts from the vectors
-            embedding = model.get_layer("embedding")
-            vocabulary = splits.info["vectorizer"].get_vocabulary()
-            initial = embedding.get_weights()[0]
-            embedding.set_weights([embedding_matrix(vocabulary, initial, cfg.embeddings)])
+        model = network(splits.info["vectors"], shape, seed=cfg.seed)
         if cfg.pretrain_epochs:
             info = splits.info
             texts = [*info["texts"][info["parts"][0]], *info["unlabelled"]]
-            pretrain(model, VECTORIZER, texts, cfg.pretrain_epochs, cfg.batch_size, cfg.seed)
+            pretrain(model, info["vectorizer"], texts, cfg.pretrain_epochs, cfg.batch_size,
+                     cfg.seed)  # fmt: skip
         model.compile(
             optimizer=make_optimizer(
                 space.float("learning_rate", 3e-4, 3e-3, sampling="log"),
@@ -250,11 +335,21 @@ class SentimentTask(Task):
         return model
 
     def deployable(self, model: keras.Model, splits: Splits, cfg: SentimentConfig) -> keras.Model:
-        """The trained network averaged with the split's fixed expert (unchanged without one)."""
-        expert = splits.info.get("expert")
-        if expert is None:
-            return model
-        return with_linear_expert(model, expert.vectorizer, expert.weights, expert.bias)
+        """Raw text in: the vocabulary, the trained network and the experts, averaged with
+        weights chosen on the validation part and the proxy's dev half (or the given ones)."""
+        info = splits.info
+        experts = info["experts"]
+        whole = deployed(info["vectorizer"], model, experts, [1.0] + [0.0] * len(experts))
+        if not experts:
+            return whole
+        weights = cfg.fixed_weights if cfg.ensemble_weights != "auto" else None
+        if weights is None:
+            held_out = [(info["texts"][info["parts"][1]], info["labels"][info["parts"][1]])]
+            if info["proxy"]:
+                held_out.append(info["proxy"]["dev"])
+            weights = choose_weights(parts(whole), held_out)
+        weights = np.asarray(weights, float) / np.sum(weights)
+        return deployed(info["vectorizer"], model, experts, weights)
 
     # ---- evaluation -------------------------------------------------------------------------
     def evaluate(self, model: keras.Model, splits: Splits, cfg: SentimentConfig) -> Report:
@@ -264,8 +359,15 @@ class SentimentTask(Task):
         metrics, probability = part_metrics(model, info["texts"][test], labels)
         majority = int(info["labels"][info["parts"][0]].mean() >= 0.5)  # of the training part
         metrics["baseline_majority_accuracy"] = float(np.mean(labels == majority))
-        if info["folds"]:
-            metrics |= self.cross_validate(cfg, info, metrics)
+        if info["proxy"]:
+            texts, proxy_labels = info["proxy"]["test"]
+            proxy, _ = part_metrics(model, np.array(texts, dtype=object), proxy_labels)
+            metrics |= {f"tweets_{name}": value for name, value in proxy.items()}
+        names = part_names(model)
+        metrics |= {
+            f"ensemble_weight_{name}": float(w)
+            for name, w in zip(names, mixing_weights(model), strict=True)
+        }
         explained = explain(model, info["texts"][test], labels, probability, cfg.explain)
         classes = info["classes"]
         return Report(
@@ -276,52 +378,110 @@ class SentimentTask(Task):
             texts={"explanations.html": explanation_html(explained, classes)},
         )
 
-    def cross_validate(
-        self, cfg: SentimentConfig, info: dict, first: dict[str, float]
-    ) -> dict[str, float]:
-        """Train folds 2..K like the main model (fold 1); mean and std over all K folds."""
-        scores = [first]
-        for k, fold in enumerate(info["folds"][1:], start=2):
-            parts = self.fold_parts(cfg, info["labels"], fold)
-            splits = self.make_splits(cfg, info["texts"], info["labels"], parts)
-            model = self.build_model(cfg, splits)
-            fit(self, cfg, model, splits, RunOptions(), metrics_prefix=f"fold{k}_")
-            model = self.deployable(model, splits, cfg)
-            scores.append(part_metrics(model, info["texts"][parts[2]], info["labels"][parts[2]])[0])
-        summary = {}
-        for name in [n for n in first if not n.startswith("baseline_")]:
-            values = [s[name] for s in scores]
-            summary[f"cv_{name}_mean"] = float(np.mean(values))
-            summary[f"cv_{name}_std"] = float(np.std(values, ddof=1))
-        return summary
+
+def _group_holdout(
+    index: np.ndarray, groups: np.ndarray, fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """``index`` split into (kept, held out) so that no group is on both sides."""
+    splitter = GroupShuffleSplit(n_splits=1, test_size=fraction, random_state=seed)
+    kept, held = next(splitter.split(index, groups=groups))
+    return np.sort(index[kept]), np.sort(index[held])
 
 
-def _probabilities(model: keras.Model, texts: np.ndarray) -> np.ndarray:
+def words_vectorizer(cfg: SentimentConfig, texts: np.ndarray) -> keras.layers.TextVectorization:
+    """Normalised tokens of the training texts seen ``min_count`` times, then the most frequent
+    GloVe words (``--glove-words``) and the normaliser's marks, so no word the vectors know
+    collapses into ``[UNK]``."""
+    layer = word_vectorizer(texts, cfg.max_tokens, cfg.max_length, standardize=normalised,
+                            min_count=cfg.min_count, name=WORDS)  # fmt: skip
+    words = vocabulary(layer)[2:]
+    extra = [*SPECIAL_TOKENS]
+    if cfg.embeddings != "none" and cfg.glove_words:
+        rows, _ = pretrained_vectors(cfg.embeddings)
+        extra += sorted(rows, key=rows.__getitem__)[: cfg.glove_words]
+    seen = set(words)
+    return keras.layers.TextVectorization(
+        standardize=normalised,
+        output_sequence_length=cfg.max_length,
+        vocabulary=words + [w for w in dict.fromkeys(extra) if w not in seen],
+        name=WORDS,
+    )
+
+
+def initial_vectors(cfg: SentimentConfig, words: list[str]) -> np.ndarray:
+    """The embedding's starting ``[V, d]`` matrix: pretrained vectors where known, small
+    random rows elsewhere (seeded)."""
+    rng = np.random.default_rng(cfg.seed)
+    initial = rng.uniform(-0.05, 0.05, (len(words), cfg.embedding_dim)).astype("float32")
+    if cfg.embeddings == "none":
+        return initial
+    return embedding_matrix(words, initial, cfg.embeddings)
+
+
+def id_dataset(
+    vectorizer: keras.layers.TextVectorization,
+    texts: np.ndarray,
+    labels: np.ndarray,
+    batch_size: int,
+    shuffle_seed: int | None,
+) -> tf.data.Dataset:
+    """``(token ids, label)`` batches, normalised once and cached (the network trains on ids;
+    the deployed model puts the same vectorizer in front of it)."""
+    ids = vectorizer(tf.constant([str(t) for t in texts], tf.string))
+    ds = tf.data.Dataset.from_tensor_slices((tf.cast(ids, tf.int64), labels.astype("float32")))
+    if shuffle_seed is not None:
+        ds = ds.shuffle(len(texts), seed=shuffle_seed, reshuffle_each_iteration=True)
+    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def choose_weights(
+    view: keras.Model, held_out: list[tuple[Any, np.ndarray]], step: float = 0.1
+) -> list[float]:
+    """Ensemble weights (on a ``step`` grid of the simplex) with the best mean accuracy over
+    the ``held_out`` sets; ties go to the most weight on the network."""
+    probabilities = [
+        np.asarray(view.predict(np.asarray(t, dtype=object), batch_size=256, verbose=0))
+        for t, _ in held_out
+    ]
+    n = probabilities[0].shape[1]
+    ticks = int(round(1 / step))
+    best, best_score = None, -1.0
+    for combo in itertools.product(range(ticks, -1, -1), repeat=n - 1):
+        rest = ticks - sum(combo)
+        if rest < 0:
+            continue
+        weights = np.array([rest, *combo], float) / ticks
+        score = np.mean([
+            accuracy_score(labels, p @ weights >= 0.5)
+            for p, (_, labels) in zip(probabilities, held_out, strict=True)
+        ])  # fmt: skip
+        if score > best_score + 1e-12 or (
+            abs(score - best_score) <= 1e-12 and weights[0] > best[0]
+        ):
+            best, best_score = weights, score
+    return best.tolist()
+
+
+def _probabilities(model: keras.Model, texts: Any) -> np.ndarray:
     return model.predict(np.asarray(texts, dtype=object), batch_size=256, verbose=0).ravel()
 
 
-def part_probabilities(model: keras.Model, texts: np.ndarray) -> dict[str, np.ndarray]:
-    """p(positive) of the deployed model (key ""), of its network alone ("recurrent_") and,
-    in an ensemble, of its expert alone ("expert_"), from one pass over ``texts``."""
+def part_probabilities(model: keras.Model, texts: Any) -> dict[str, np.ndarray]:
+    """p(positive) of the deployed model (key ``""``) and of each part alone
+    (``"network_"``, ``"lexicon_"``, ``"nbsvm_"``), from one pass over ``texts``."""
     texts = np.asarray(texts, dtype=object)
-    if not any(layer.name == "expert" for layer in model.layers):  # the network is the model
-        probability = _probabilities(model, texts)
-        return {"": probability, "recurrent_": probability}
-    names = {
-        "": model.outputs[0],
-        "recurrent_": model.get_layer("probability").output,
-        "expert_": model.get_layer("expert").output,
-    }
-    outputs = keras.Model(model.inputs, list(names.values())).predict(
-        texts, batch_size=256, verbose=0
+    names = part_names(model)
+    each = np.asarray(parts(model).predict(texts, batch_size=256, verbose=0)).reshape(
+        len(texts), -1
     )
-    return {name: np.asarray(p).ravel() for name, p in zip(names, outputs, strict=True)}
+    probabilities = {f"{name}_": each[:, i] for i, name in enumerate(names)}
+    return {"": each @ mixing_weights(model)} | probabilities
 
 
 def part_metrics(
-    model: keras.Model, texts: np.ndarray, labels: np.ndarray
+    model: keras.Model, texts: Any, labels: np.ndarray
 ) -> tuple[dict[str, float], np.ndarray]:
-    """Classification metrics of the deployed model and of each part (``recurrent_accuracy``
+    """Classification metrics of the deployed model and of each part (``network_accuracy``
     ...), and the deployed model's probabilities."""
     probabilities = part_probabilities(model, texts)
     metrics = {
@@ -344,71 +504,37 @@ def classification_metrics(labels: np.ndarray, probability: np.ndarray) -> dict[
 # ---- explanations ------------------------------------------------------------------------------
 @dataclass
 class Explanation:
-    """One text's words with two readings of them. ``effects`` is leave-one-out occlusion:
-    p(positive) minus p(positive) with that word deleted, so a positive effect pushes towards
-    the positive class; faithful by construction. ``weights`` are the attention-pooling weights
-    (sum 1): what the pooling looked at, which need not be what decided."""
+    """One text's words (its whitespace-separated pieces, as written) and their leave-one-out
+    occlusion effects: p(positive) minus p(positive) with that piece deleted, so a positive
+    effect pushes towards the positive class; faithful by construction."""
 
     text: str
     words: list[str]
-    weights: list[float]
     effects: list[float]
     probability: float
     label: int | None = None
 
 
 def explain_texts(model: keras.Model, texts: list[str]) -> list[Explanation]:
-    """Probability of the positive class, attention weight and occlusion effect per word."""
-    vocab = [str(t) for t in model.get_layer(VECTORIZER).get_vocabulary()]
-    probability, weights, ids = attention_explainer(model, VECTORIZER).predict(
-        np.array(texts, dtype=object), verbose=0
-    )
-    effects = occlusion_effects(model, texts, ids)
-    return [
-        Explanation(text, tokens(row, vocab), w[row != 0].tolist(), e.tolist(), float(p[0]))
-        for text, p, w, e, row in zip(texts, probability, weights, effects, ids, strict=True)
+    """Probability of the positive class and the occlusion effect of every piece of each text.
+
+    All variants of all texts (each with one piece deleted) go through the deployed model in
+    one batched call, so every part, the network's normalised words and the experts' n-grams
+    alike, reads the text as if that piece had never been written."""
+    pieces = [str(text).split() for text in texts]
+    variants = [
+        variant
+        for text, words in zip(texts, pieces, strict=True)
+        for variant in [str(text)]
+        + [" ".join(words[:k] + words[k + 1 :]) for k in range(len(words))]
     ]
-
-
-def occlusion_effects(model: keras.Model, texts: list[str], ids: np.ndarray) -> list[np.ndarray]:
-    """Per text, p(positive) of the whole text minus p(positive) without each of its words
-    (the ``ids`` the vocabulary gave it, [UNK] included).
-
-    A word is deleted from the text itself: the whitespace-separated piece of the raw text it
-    came from is removed (the vocabulary's standardisation only lowercases and strips
-    punctuation, so each piece gives at most one word), so every part of the model, the network
-    and the expert's n-grams alike, reads the text as if that word had never been written. All
-    variants of all texts go through the model in one batched call."""
-    standardize = model.get_layer(VECTORIZER).get_config()["standardize"]
-    pieces = [
-        [w.decode() for w in row] for row in tf.strings.split(list(map(str, texts))).to_list()
-    ]
-    flat = standardized([piece for row in pieces for piece in row], standardize)
-    variants, owners, start = [], [], 0
-    for i, (row, text) in enumerate(zip(ids, pieces, strict=True)):
-        words, start = flat[start : start + len(text)], start + len(text)
-        n = int(np.count_nonzero(row))  # the first n words (the vocabulary cuts at max_length)
-        spoken = [k for k, word in enumerate(words) if word][:n]  # the pieces that are words
-        variants += [str(texts[i])] + [" ".join(text[:k] + text[k + 1 :]) for k in spoken]
-        owners += [i] * (len(spoken) + 1)
-    scores = _probabilities(model, np.array(variants, dtype=object))
-    bounds = np.cumsum([0, *np.bincount(owners, minlength=len(ids))])
-    return [scores[a] - scores[a + 1 : b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
-
-
-def standardized(pieces: list[str], standardize: str | None) -> list[str]:
-    """Each piece after a built-in ``TextVectorization`` standardisation (Keras' lowercasing
-    and punctuation pattern); "" where nothing is left."""
-    if not pieces:
-        return []
-    inputs = tf.constant(pieces, tf.string)
-    if standardize in ("lower", "lower_and_strip_punctuation"):
-        inputs = tf.strings.lower(inputs)
-    if standardize in ("strip_punctuation", "lower_and_strip_punctuation"):
-        inputs = tf.strings.regex_replace(inputs, PUNCTUATION, "")
-    elif standardize not in (None, "lower"):
-        raise ValueError(f"occlusion needs a built-in standardize, got {standardize!r}")
-    return [w.decode().strip() for w in inputs.numpy()]
+    scores = _probabilities(model, variants)
+    out, start = [], 0
+    for text, words in zip(texts, pieces, strict=True):
+        whole, rest = scores[start], scores[start + 1 : start + 1 + len(words)]
+        out.append(Explanation(str(text), words, (whole - rest).tolist(), float(whole)))
+        start += len(words) + 1
+    return out
 
 
 def explain(
@@ -430,8 +556,7 @@ def explain(
 
 
 def effect_figure(explained: list[Explanation], classes: list[str]) -> Any:
-    """Occlusion effect of every word (green: towards the positive class, red: away from it)
-    with the attention weights as dots on their own axis, to compare the two."""
+    """Occlusion effect of every word (green: towards the positive class, red: away from it)."""
     fig, axes = figure(rows=max(len(explained), 1), height=1.8)
     for ax, item in zip(axes, explained, strict=False):
         positions = range(len(item.words))
@@ -442,7 +567,6 @@ def effect_figure(explained: list[Explanation], classes: list[str]) -> Any:
         truth = f", true {classes[item.label]}" if item.label is not None else ""
         ax.set_title(f"p({classes[1]}) = {item.probability:.2f}{truth}", fontsize=9)
         ax.set_ylabel(f"\u0394p({classes[1]})")
-        ax.twinx().plot(positions, item.weights, "o", color="tab:orange", markersize=3)
     return fig
 
 
@@ -453,23 +577,21 @@ def explanation_table(explained: list[Explanation], classes: list[str]) -> pd.Da
             "label": [classes[e.label] for e in explained],
             "predicted": [classes[int(e.probability >= 0.5)] for e in explained],
             "probability": [e.probability for e in explained],
-            "top_words": [" ".join(_decisive_words(e, 3)) for e in explained],
-            "top_attended": [" ".join(_top(e.words, e.weights, 3)) for e in explained],
+            "top_words": [" ".join(decisive_words(e, 3)) for e in explained],
         }
     )
 
 
 def explanation_html(explained: list[Explanation], classes: list[str]) -> str:
     """Each sentence with words shaded by occlusion effect: green towards the positive class,
-    red towards the negative one; hovering shows the effect and the attention weight."""
+    red towards the negative one; hovering shows the effect."""
     rows = []
     for item in explained:
         peak = max(map(abs, item.effects), default=1.0) or 1.0
         words = " ".join(
             f'<span style="background: rgba({"0,160,0" if e >= 0 else "220,0,0"},'
-            f'{abs(e) / peak:.2f})" title="effect {e:+.3f}, attention {w:.3f}">'
-            f"{html.escape(word)}</span>"
-            for word, w, e in zip(item.words, item.weights, item.effects, strict=True)
+            f'{abs(e) / peak:.2f})" title="effect {e:+.3f}">{html.escape(word)}</span>'
+            for word, e in zip(item.words, item.effects, strict=True)
         )
         truth = f"true {classes[item.label]}, " if item.label is not None else ""
         verdict = f"{truth}predicted {classes[int(item.probability >= 0.5)]}"
@@ -482,44 +604,64 @@ def explanation_html(explained: list[Explanation], classes: list[str]) -> str:
     )
 
 
-def _decisive_words(item: Explanation, k: int) -> list[str]:
+def decisive_words(item: Explanation, k: int) -> list[str]:
     """The ``k`` words whose deletion lowers the predicted class's probability most."""
     sign = 1.0 if item.probability >= 0.5 else -1.0
-    return _top(item.words, [sign * e for e in item.effects], k)
-
-
-def _top(words: list[str], scores: list[float], k: int) -> list[str]:
-    return [words[i] for i in np.argsort(scores, kind="stable")[::-1][:k]]
+    scores = [sign * e for e in item.effects]
+    return [item.words[i] for i in np.argsort(scores, kind="stable")[::-1][:k]]
 
 
 # ---- predict mode ------------------------------------------------------------------------------
-def classify(logged: LoggedModel, texts: list[str]) -> Prediction:
-    """Every text's label and probability (``predictions`` table); the word-by-word view of a
-    single text. A text none of whose words the model knows is refused: its label would be the
-    model's guess from nothing."""
+def known_words(model: keras.Model, text: str) -> int:
+    """How many of the normalised words of ``text`` the deployed model's vocabulary knows
+    (the normaliser's marks, such as ``xxelong``, are no words)."""
+    layer = model.get_layer(WORDS)
+    marks = [i for i, token in enumerate(layer.get_vocabulary()) if token in SPECIAL_TOKENS]
+    ids = np.asarray(layer(tf.constant([text], tf.string)))
+    return int(np.sum((ids > OOV_ID) & ~np.isin(ids, marks)))
+
+
+def classify(
+    logged: LoggedModel, texts: list[str], top_words: bool = True, batch_size: int = 256
+) -> Prediction:
+    """Every text's probability and label (``predictions`` table, with its three most decisive
+    words when ``top_words``), batch by batch with a progress bar on stderr; a single text is
+    printed word by word. A text none of whose words the model knows is refused: its label
+    would be the model's guess from nothing."""
     classes = logged.artifact(CLASSES_ARTIFACT)["classes"]
-    explained = explain_texts(logged.model, texts)
-    for item in explained:
-        if not item.words or all(w == "[UNK]" for w in item.words):
-            raise DataError(f"none of the words of {item.text!r} are in the model's vocabulary")
-    table = pd.DataFrame(
-        {
-            "text": texts,
-            "probability": [item.probability for item in explained],
-            "label": [classes[int(item.probability >= 0.5)] for item in explained],
-        }
-    )
-    if len(explained) > 1:
-        lines = [f"{row.label}\t{row.probability:.4f}\t{row.text}" for row in table.itertuples()]
+    for text in texts:
+        if not known_words(logged.model, text):
+            raise DataError(f"none of the words of {text!r} are in the model's vocabulary")
+    rows = []
+    for start in range(0, len(texts), batch_size):
+        batch = texts[start : start + batch_size]
+        if top_words or len(texts) == 1:
+            explained = explain_texts(logged.model, batch)
+            probability = [item.probability for item in explained]
+            words = [" ".join(decisive_words(item, 3)) for item in explained]
+        else:
+            explained, probability = [], _probabilities(logged.model, batch).tolist()
+            words = [""] * len(batch)
+        rows += [
+            {"text": t, "probability": p, "label": classes[int(p >= 0.5)], "top_words": w}
+            for t, p, w in zip(batch, probability, words, strict=True)
+        ]
+        if len(texts) > batch_size:  # a progress line on stderr, stdout keeps the answers
+            done = min(start + batch_size, len(texts))
+            print(f"\rclassified {done}/{len(texts)}", end="", file=sys.stderr, flush=True)
+    if len(texts) > batch_size:
+        print(file=sys.stderr)
+    table = pd.DataFrame(rows)
+    if not top_words:
+        table = table.drop(columns="top_words")
+    if len(texts) > 1:
+        lines = [f"{r.label}\t{r.probability:.4f}\t{r.text}" for r in table.itertuples()]
         return Prediction(lines, {"predictions": table})
     (item,) = explained
     lines = [
         f"label: {table.label[0]}",
         f"probability ({classes[1]}): {item.probability:.4f}",
-        f"  {'word':<20} {'effect':>8} {'attention':>9}",
+        f"  {'word':<20} {'effect':>8}",
     ]
-    lines += [
-        f"  {word:<20} {e:+8.4f} {w:9.4f}"
-        for word, w, e in zip(item.words, item.weights, item.effects, strict=True)
-    ]
+    lines += [f"  {word:<20} {e:+8.4f}" for word, e in zip(item.words, item.effects, strict=True)]
     return Prediction(lines, {"predictions": table})

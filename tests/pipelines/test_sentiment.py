@@ -1,26 +1,29 @@
 """End-to-end checks of ``python -m pipelines.sentiment``: MLflow contents, reload, predict mode,
-k-fold, the packaged data, GloVe init, the NB-SVM expert of the deployed model and every bad
-input."""
+k-fold as child runs, the packaged data and proxy, GloVe init and vocabulary, the experts and
+weights of the deployed model, every normaliser rule and every bad input."""
 
 from __future__ import annotations
 
 import functools
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+import tensorflow as tf
 
 from pipelines.core import DataError, RunOptions, main, run
 from pipelines.core.embeddings import GLOVE_VECTORS, GLOVE_WORDS, embedding_matrix
-from pipelines.datasets.text_builders import load_labelled_texts
+from pipelines.datasets.text_builders import load_labelled_texts, proxy_tweets
+from pipelines.sentiment.normalise import mark_negation, normalise, segment, tokenise
 from pipelines.sentiment.pretrain import plot_synopses, pretrain
 from pipelines.sentiment.task import (
-    VECTORIZER,
     SentimentConfig,
     SentimentTask,
+    choose_weights,
     explain_texts,
     part_probabilities,
 )
@@ -32,9 +35,9 @@ def cli(argv: list[str]) -> int:
     return main(SentimentTask(), argv)
 
 
-# The defaults' GloVe init (50d) and NB-SVM expert, with a tiny network.
-TINY = dict(epochs=2, units=8, attention_units=8, batch_size=16, explain=4)
-TINY_FLAGS = ["--epochs", "1", "--units", "8", "--attention-units", "8"]
+# The defaults' GloVe init (50d), vocabulary extension and experts, with a tiny network.
+TINY = dict(epochs=2, units=8, attention_units=8, batch_size=16, explain=4, glove_words=500)
+TINY_FLAGS = ["--epochs", "1", "--units", "8", "--attention-units", "8", "--glove-words", "500"]
 # Texts with capitals, punctuation, unseen words and unseen bigrams.
 PROBES = ["The film was GREAT!", "boring, and weak", "the cast 3 was superb", "zzz qqq film", ""]
 
@@ -80,14 +83,18 @@ def test_run_is_fully_tracked(trained):
     assert logged.info.status == "FINISHED"
     assert logged.data.tags["task"] == "sentiment" and logged.data.tags["cell"] == "lstm"
     for key in ("cell", "units", "dropout", "weight_decay", "max_tokens", "folds", "data",
-                "embeddings", "expert"):  # fmt: skip
+                "embeddings", "experts", "glove_words", "word_dropout", "proxy"):  # fmt: skip
         assert key in logged.data.params
-    assert logged.data.params["embeddings"] == "glove" and logged.data.params["expert"] == "nbsvm"
+    assert logged.data.params["experts"] == "lexicon,nbsvm"
     for key in ("test_accuracy", "test_f1", "test_roc_auc", "baseline_majority_accuracy"):
         assert 0.0 <= logged.data.metrics[key] <= 1.0
-    for part in ("recurrent", "expert"):  # each part of the deployed ensemble alone
+    for part in ("network", "lexicon", "nbsvm"):  # each part of the deployed ensemble alone
         for name in ("accuracy", "f1", "roc_auc"):
             assert 0.0 <= logged.data.metrics[f"test_{part}_{name}"] <= 1.0
+    weights = [logged.data.metrics[f"test_ensemble_weight_{p}"] for p in ("network", "lexicon",
+                                                                          "nbsvm")]  # fmt: skip
+    assert min(weights) >= 0 and abs(sum(weights) - 1) < 1e-6
+    assert not any("tweets" in k for k in logged.data.metrics)  # a CSV's classes: no proxy
     client = mlflow.MlflowClient(uri)
     files = {
         f.path for d in ("figures", "results") for f in client.list_artifacts(logged.info.run_id, d)
@@ -100,9 +107,7 @@ def test_run_is_fully_tracked(trained):
     page = mlflow.artifacts.load_text(f"runs:/{logged.info.run_id}/results/explanations.html")
     assert page.count("<p>") == 4 and "<span style=" in page
     table = pd.read_csv(workdir / "out" / "explanations.csv")
-    assert list(table.columns) == [
-        "text", "label", "predicted", "probability", "top_words", "top_attended"
-    ]  # fmt: skip
+    assert list(table.columns) == ["text", "label", "predicted", "probability", "top_words"]
 
 
 def test_logged_model_takes_raw_strings_and_predicts_the_same(trained):
@@ -113,68 +118,103 @@ def test_logged_model_takes_raw_strings_and_predicts_the_same(trained):
     np.testing.assert_allclose(
         reloaded.predict(texts, verbose=0), result.model.predict(texts, verbose=0), atol=1e-6
     )
-    # The logged model is the deployed ensemble, its parts and n-gram vocabulary included.
+    # The logged model is the deployed ensemble, its parts and vocabularies included.
     before, after = (
         part_probabilities(m, np.array(PROBES, object)) for m in (result.model, reloaded)
     )
-    assert set(after) == {"", "recurrent_", "expert_"}
+    assert set(after) == {"", "network_", "lexicon_", "nbsvm_"}
     for part in after:
         np.testing.assert_allclose(after[part], before[part], atol=1e-6)
 
 
-def untrained(tmp_path):
+def untrained(tmp_path, **overrides):
     """Task, config, splits and a freshly built network on the tiny review file."""
     data = reviews_csv(tmp_path / "reviews.csv")
-    cfg = SentimentConfig(data=str(data), text_column="review", label_column="mood", **TINY)
+    cfg = SentimentConfig(data=str(data), text_column="review", label_column="mood",
+                          **TINY | overrides)  # fmt: skip
     task = SentimentTask()
     splits = task.data(cfg)
     return task, cfg, splits, task.build_model(cfg, splits)
 
 
-def test_deployed_model_is_the_mean_of_the_network_and_the_sklearn_fitted_expert(tmp_path):
-    task, cfg, splits, network = untrained(tmp_path)
+def test_deployed_model_is_the_weighted_mean_of_its_parts(tmp_path):
+    task, cfg, splits, network = untrained(tmp_path, ensemble_weights="2,1,1")
     deployed = task.deployable(network, splits, cfg)
     texts = np.array([*splits.info["texts"][splits.info["parts"][2]], *PROBES], dtype=object)
     parts = part_probabilities(deployed, texts)
-    expert = splits.info["expert"]
-    # The Keras featurisation and unit reproduce the scikit-learn model they were fitted from.
-    np.testing.assert_allclose(parts["expert_"], expert.probability(texts), atol=1e-5)
-    np.testing.assert_allclose(parts["recurrent_"], network.predict(texts, verbose=0).ravel(),
+    np.testing.assert_allclose(parts[""], deployed.predict(texts, verbose=0).ravel(), atol=1e-6)
+    mixed = 0.5 * parts["network_"] + 0.25 * parts["lexicon_"] + 0.25 * parts["nbsvm_"]
+    np.testing.assert_allclose(parts[""], mixed, atol=1e-6)
+    ids = splits.info["vectorizer"](tf.constant(texts.tolist()))
+    np.testing.assert_allclose(parts["network_"], network.predict(ids, verbose=0).ravel(),
                                atol=1e-6)  # fmt: skip
-    np.testing.assert_allclose(parts[""], (parts["recurrent_"] + parts["expert_"]) / 2, atol=1e-6)
-    assert not deployed.get_layer("expert").trainable
-    # The sentiment words carry the expert's weight, not the filler.
-    weight = dict(zip(expert.vectorizer.get_vocabulary(), expert.weights, strict=True))
+    for name in ("expert_lexicon", "expert_nbsvm", "ensemble"):
+        assert not deployed.get_layer(name).trainable
+    # The Keras featurisation and unit reproduce the scikit-learn NB-SVM they were fitted from.
+    (lexicon, nbsvm) = splits.info["experts"]
+    weight = dict(zip(nbsvm.vectorizer.get_vocabulary(), nbsvm.weights, strict=True))
     assert (
         min(weight[w] for w in ("great", "superb")) > 0 > max(weight[w] for w in ("awful", "dull"))
     )
-    assert abs(weight["film"]) < min(abs(weight[w]) for w in ("great", "superb", "awful", "dull"))
+    # The lexicon expert knows words training never saw, and negation turns them around.
+    words = dict(zip(lexicon.vectorizer.get_vocabulary(), lexicon.weights, strict=True))
+    assert (
+        words["excellent"] > 0 > words["terrible"] and words["neg_excellent"] < words["excellent"]
+    )
+    assert words["smiling"] > 0 > words["frowning"]  # the emoticons' words
+
+
+def test_ensemble_weights_are_chosen_on_held_out_sets_by_mean_accuracy():
+    """Part 0 is right on set A only, part 1 on both: all weight goes to part 1."""
+
+    class Fixed:
+        def __init__(self, table):
+            self.table = table
+
+        def predict(self, texts, **_):
+            return np.array([self.table[t] for t in texts])
+
+    labels = np.array([1, 0, 1, 0])
+    table = {f"a{i}": [0.9 if y else 0.1, 0.8 if y else 0.2] for i, y in enumerate(labels)}
+    table |= {f"b{i}": [0.1 if y else 0.9, 0.7 if y else 0.3] for i, y in enumerate(labels)}
+    held_out = [([f"a{i}" for i in range(4)], labels), ([f"b{i}" for i in range(4)], labels)]
+    weights = choose_weights(Fixed(table), held_out)
+    assert weights[1] > 0.5 and abs(sum(weights) - 1) < 1e-9
 
 
 def test_expert_none_deploys_the_network_alone(tmp_path):
     data = reviews_csv(tmp_path / "reviews.csv", n=60)
-    alone = dict(expert="none", embeddings="none", embedding_dim=8)
+    alone = dict(experts="none", embeddings="none", embedding_dim=8, embedding_training="full")
     cfg = SentimentConfig(data=str(data), text_column="review", label_column="mood",
                           **TINY | alone)  # fmt: skip
     result = run(SentimentTask(), cfg, RunOptions(tracking_uri=f"sqlite:///{tmp_path}/m.db",
                                                   log_model=False))  # fmt: skip
-    assert "expert" not in [layer.name for layer in result.model.layers]
-    assert result.metrics["test_recurrent_accuracy"] == result.metrics["test_accuracy"]
-    assert not any(name.startswith("test_expert_") for name in result.metrics)
-    assert result.model.get_layer("embedding").get_weights()[0].shape[1] == 8
+    assert not any(layer.name.startswith("expert_") for layer in result.model.layers)
+    assert result.metrics["test_network_accuracy"] == result.metrics["test_accuracy"]
+    assert not any(name.startswith("test_nbsvm_") for name in result.metrics)
+    network = result.model.get_layer("network")
+    assert network.get_layer("embedding").get_weights()[0].shape[1] == 8
 
 
-def test_embedding_starts_from_glove_for_known_words_and_keeps_its_init_for_others(tmp_path):
-    _, _, splits, model = untrained(tmp_path)
-    weights = model.get_layer("embedding").get_weights()[0]
+def test_vocabulary_holds_glove_words_beyond_training_and_they_keep_their_vectors(tmp_path):
+    task, cfg, splits, model = untrained(tmp_path, word_dropout=0.0)
     vocabulary = splits.info["vectorizer"].get_vocabulary()
-    for word in ("film", "great", "boring", "the"):
+    weights = model.get_layer("embedding").get_weights()[0]
+    for word in ("film", "great", "boring", "the", "good"):  # "good": never in training
         np.testing.assert_array_equal(weights[vocabulary.index(word)], glove(word))
+    assert len(vocabulary) >= 500 and "xxurl" in vocabulary
     np.testing.assert_allclose(glove("the")[:3], [0.418, 0.24968, -0.41242])  # glove.6B.50d.txt
     initial = np.random.default_rng(0).uniform(-0.05, 0.05, (4, 50)).astype("float32")
     matrix = embedding_matrix(["", "[UNK]", "moving", "zzqxjv"], initial)
     np.testing.assert_array_equal(matrix[[0, 1, 3]], initial[[0, 1, 3]])
     np.testing.assert_array_equal(matrix[2], glove("moving"))
+    # Training moves only the correction of words it saw: an unseen word stays GloVe's.
+    assert not model.get_layer("embedding").trainable
+    ids = splits.info["vectorizer"](tf.constant(["the film was great"]))
+    model.fit(ids, np.ones(1), epochs=2, verbose=0)
+    correction = model.get_layer("embedding_correction").get_weights()[0]
+    assert np.abs(correction[vocabulary.index("great")]).max() > 0
+    assert np.abs(correction[vocabulary.index("good")]).max() == 0
 
 
 def test_predict_prints_label_probability_and_word_effects(trained, capsys):
@@ -185,9 +225,8 @@ def test_predict_prints_label_probability_and_word_effects(trained, capsys):
     assert code == 0
     assert out.startswith("label: ") and "probability (pos): " in out
     header, *rows = [line.split() for line in out.splitlines() if line.startswith("  ")]
-    assert header == ["word", "effect", "attention"]
-    assert [r[0] for r in rows] == ["[UNK]", "superb", "film"]  # unseen "a" is kept as [UNK]
-    assert abs(sum(float(r[2]) for r in rows) - 1) < 1e-3
+    assert header == ["word", "effect"]
+    assert [r[0] for r in rows] == ["a", "superb", "film"]
 
 
 def test_predict_classifies_a_file_like_single_sentences(trained, capsys, tmp_path):
@@ -214,31 +253,24 @@ def test_predict_classifies_a_file_like_single_sentences(trained, capsys, tmp_pa
 
 def test_occlusion_effect_is_the_change_when_the_word_is_deleted(trained):
     result, _, _ = trained
-    text = "the film was great and the cast 3"
-    (item,) = explain_texts(result.model, [text])
-    words = text.split()
-    without = [" ".join(words[:i] + words[i + 1 :]) for i in range(len(words))]
-    p = result.model.predict(np.array([text, *without], dtype=object), verbose=0).ravel()
-    assert item.words == words
-    np.testing.assert_allclose(item.effects, p[0] - p[1:], atol=1e-5)
-    # Punctuation and capitals: the word "wasnt" is the piece "wasn't" of the raw text, which the
-    # expert reads as "wasn t"; deleting the word deletes that piece for both parts.
-    text = "The film, sadly, wasn't great !"
-    (item,) = explain_texts(result.model, [text])
-    pieces = text.split()
-    without = [" ".join(pieces[:i] + pieces[i + 1 :]) for i in range(5)]  # "!" is no word
-    p = result.model.predict(np.array([text, *without], dtype=object), verbose=0).ravel()
-    assert item.words[:4] == ["the", "film", "[UNK]", "[UNK]"] and len(item.words) == 5
-    np.testing.assert_allclose(item.probability, p[0], atol=1e-6)
-    np.testing.assert_allclose(item.effects, p[0] - p[1:], atol=1e-5)
+    for text in ("the film was great and the cast 3", "The film, sadly, wasn't GREAT !!! :("):
+        (item,) = explain_texts(result.model, [text])
+        words = text.split()
+        without = [" ".join(words[:i] + words[i + 1 :]) for i in range(len(words))]
+        p = result.model.predict(np.array([text, *without], dtype=object), verbose=0).ravel()
+        assert item.words == words
+        np.testing.assert_allclose(item.probability, p[0], atol=1e-6)
+        np.testing.assert_allclose(item.effects, p[0] - p[1:], atol=1e-5)
 
 
 def test_the_deciding_word_has_the_largest_effect(tmp_path):
     """On data where one word decides the label, occlusion ranks that word first in every
-    sentence, whatever its position (attention over BiLSTM states does not)."""
+    sentence, whatever its position."""
     data = reviews_csv(tmp_path / "reviews.csv", n=200)
+    learns = dict(epochs=15, patience=0, experts="none", dropout=0.0, word_dropout=0.0,
+                  head_dropout=0.0, learning_rate=3e-3, embedding_training="full")  # fmt: skip
     cfg = SentimentConfig(data=str(data), text_column="review", label_column="mood",
-                          **TINY | dict(epochs=15, patience=0))  # fmt: skip
+                          **TINY | learns)  # fmt: skip
     result = run(SentimentTask(), cfg, RunOptions(tracking_uri=f"sqlite:///{tmp_path}/m.db",
                                                   log_model=False))  # fmt: skip
     deciding = ["great", "superb", "boring", "weak"]
@@ -253,7 +285,7 @@ def test_the_deciding_word_has_the_largest_effect(tmp_path):
     ("args", "message"),
     [
         (["--predict", "   ", "--model-uri", "{model}"], "empty text"),
-        (["--predict", "zzz qqq", "--model-uri", "{model}"], "none of the words"),
+        (["--predict", "zzzqqq qqqzzz", "--model-uri", "{model}"], "none of the words"),
         (["--predict", "a film", "--model-uri", "runs:/0123456789abcdef/model"], "cannot load"),
     ],
 )
@@ -265,9 +297,57 @@ def test_bad_predict_input_is_one_error_line(trained, args, message, capsys):
     assert code == 2 and len(err) == 1 and err[0].startswith("error: ") and message in err[0], err
 
 
-def test_predict_needs_a_model_uri(capsys):
-    assert cli(["--predict", "a film"]) == 2
-    assert "--predict needs --model-uri" in capsys.readouterr().err
+# ---- the normaliser, rule by rule ---------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("text", "tokens"),
+    [
+        ("The Film", "the film"),  # case folded
+        ("I LOVE it", "i xxup love it"),  # a word in capitals is emphasis
+        ("see https://t.co/x1 and www.a.com now", "see xxurl and xxurl now"),
+        ("@bob_1 thanks", "xxuser thanks"),
+        ("#NotHappy #bestdayever", "not happy best day ever"),  # by capitals, by word ranks
+        ("great :) bad :( <3", "great smiling bad frowning love"),
+        ("ok \U0001f602 \U0001f44d\U0001f3fd", "ok face with tears of joy thumbs up sign"),
+        ("soooo gooood yessss", "xxelong so xxelong good xxelong yes"),
+        ("wow!!! really?", "wow ! xxexcl really ?"),
+        ("don't dont it's can't", "do n't do n't it 's ca n't"),
+        ("Pete\u2019s film", "pete 's film"),  # curly apostrophe
+    ],
+)
+def test_each_normaliser_rule(text, tokens):
+    assert normalise(text) == tokens
+
+
+def test_negation_scope_ends_at_punctuation_contrast_and_emoticons():
+    assert tokenise("not good at all. great", negation=True) == [
+        "not", "neg_good", "neg_at", "neg_all", ".", "great"
+    ]  # fmt: skip
+    assert normalise("I don't like it but love the cast", negation=True) == (
+        "i do n't neg_like neg_it but love the cast"
+    )
+    assert normalise("never again :( fine", negation=True) == "never neg_again frowning fine"
+    assert mark_negation(["no", "xxup", "fun"]) == ["no", "xxup", "neg_fun"]
+
+
+def test_hashtag_segmentation_prefers_frequent_words():
+    assert segment("thebestmovieever") == ["the", "best", "movie", "ever"]
+
+
+def test_proxy_tweets_are_balanced_disjoint_halves():
+    halves = proxy_tweets(per_class=50)
+    for texts, labels in halves.values():
+        assert len(texts) == 100 and labels.sum() == 50
+    assert not set(halves["dev"][0]) & set(halves["test"][0])
+
+
+def test_films_split_holds_out_whole_films():
+    groups = np.array([f"film{i // 5}" for i in range(200)], dtype=object)
+    labels = np.arange(200) % 2
+    cfg = SentimentConfig(split="films", data="rotten_tomatoes")
+    train, validation, test = SentimentTask().split(cfg, labels, groups)
+    sides = [set(groups[part]) for part in (train, validation, test)]
+    assert not (sides[0] & sides[1] or sides[0] & sides[2] or sides[1] & sides[2])
+    assert len(train) + len(validation) + len(test) == 200 and 30 <= len(test) <= 50
 
 
 def _bad_files(workdir: Path) -> dict[str, Path]:
@@ -313,17 +393,15 @@ def test_bad_input_is_one_line_exit_2_and_a_failed_run(case, workdir, tracking_u
     ("flags", "message"),
     [
         (["--embedding-dim", "64"], "--embeddings glove needs --embedding-dim 50"),
-        (["--expert", "svm"], None),  # argparse rejects a value outside the choices
+        (["--experts", "svm"], "unknown --experts svm"),
+        (["--ensemble-weights", "1,2"], "--ensemble-weights needs 3 non-negative numbers"),
+        (["--split", "films", "--data", "x.csv"], "--split films needs --data rotten_tomatoes"),
+        (["--fold", "4", "--folds", "3"], "--fold 4 is outside --folds 3"),
     ],
 )
-def test_bad_embedding_and_expert_flags_are_one_line_exit_2(
+def test_bad_flags_are_one_line_exit_2_and_a_failed_run(
     flags, message, workdir, tracking_uri, capsys
 ):
-    if message is None:
-        with pytest.raises(SystemExit) as exit_:
-            cli([*flags, "--tracking-uri", tracking_uri])
-        assert exit_.value.code == 2 and "invalid choice: 'svm'" in capsys.readouterr().err
-        return
     code = cli([*flags, "--tracking-uri", tracking_uri])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and err[0].startswith("error: ") and message in err[0], err
@@ -341,16 +419,34 @@ def test_negative_pretraining_epochs_are_one_line_exit_2_and_a_failed_run(
     assert failed.info.status == "FAILED" and message in failed.data.tags["error"]
 
 
-def test_k_fold_reports_mean_and_std(workdir, tracking_uri, capsys):
+def test_k_fold_trains_each_fold_as_a_child_run_honouring_the_run_flags(
+    workdir, tracking_uri, capsys
+):
+    """``--folds 3 --strategy mirrored --output DIR`` goes through the runner's folds: three
+    child runs under one parent, each fitted under the given strategy, the summary written."""
     data = reviews_csv(workdir / "reviews.csv", n=60)
+    out = workdir / "out"
     code = cli([*TINY_FLAGS, "--data", str(data), "--text-column", "review", "--label-column",
-                "mood", "--folds", "3", "--no-log-model",
-                "--tracking-uri", tracking_uri])  # fmt: skip
+                "mood", "--folds", "3", "--no-log-model", "--strategy", "mirrored",
+                "--output", str(out), "--tracking-uri", tracking_uri])  # fmt: skip
     assert code == 0, capsys.readouterr().err
-    (logged,) = runs_of(tracking_uri, "sentiment")
-    for name in ("accuracy", "f1", "roc_auc", "recurrent_accuracy", "expert_accuracy"):
-        assert f"test_cv_{name}_mean" in logged.data.metrics  # each fold fits its own expert
-        assert logged.data.metrics[f"test_cv_{name}_std"] >= 0
+    runs = runs_of(tracking_uri, "sentiment")
+    parent = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert len(parent) == 1 and sorted(r.data.tags["fold"] for r in children) == [
+        "fold1", "fold2", "fold3"
+    ]  # fmt: skip
+    for name in ("accuracy", "network_accuracy", "nbsvm_accuracy", "lexicon_accuracy"):
+        values = [c.data.metrics[f"test_{name}"] for c in children]  # each fold its own experts
+        assert parent[0].data.metrics[f"test_{name}"] == pytest.approx(np.mean(values))
+    assert {c.data.params["fold"] for c in children} == {"1", "2", "3"}
+    table = pd.read_csv(out / "folds.csv")
+    assert table["fold"].tolist() == ["fold1", "fold2", "fold3"]
+    # every example is tested exactly once over the folds
+    cfg = SentimentConfig(data=str(data), text_column="review", label_column="mood", folds=3)
+    labels = SentimentTask().load(cfg)[1]
+    tests = [SentimentTask().split(replace(cfg, fold=k), labels, None)[2] for k in (1, 2, 3)]
+    assert sorted(np.concatenate(tests).tolist()) == list(range(60))
 
 
 def test_rotten_tomatoes_builder_drops_plot_rows():
@@ -368,19 +464,19 @@ def test_help_lists_task_flags(capsys):
     with pytest.raises(SystemExit):
         cli(["--help"])
     out = " ".join(capsys.readouterr().out.split())
-    for flag in ("--predict", "--model-uri", "--folds", "--text-column", "--cell"):
+    for flag in ("--predict", "--model-uri", "--folds", "--text-column", "--cell", "--experts",
+                 "--proxy", "--glove-words"):  # fmt: skip
         assert flag in out
 
 
 def test_pretraining_trains_the_classifiers_own_encoder(tmp_path):
     task, cfg, splits, model = untrained(tmp_path)
-    before = [model.get_layer(n).get_weights()[0].copy() for n in ("embedding", "birnn_0")]
-    vocabulary = splits.info["vectorizer"].get_vocabulary()
-    np.testing.assert_array_equal(before[0][vocabulary.index("film")], glove("film"))  # from GloVe
+    names = ("embedding_correction", "birnn_0")
+    before = [model.get_layer(n).get_weights()[0].copy() for n in names]
     texts = splits.info["texts"][splits.info["parts"][0]]
-    losses = pretrain(model, VECTORIZER, texts, epochs=3, batch_size=16, seed=0)
+    losses = pretrain(model, splits.info["vectorizer"], texts, epochs=3, batch_size=16, seed=0)
     assert losses[-1] < losses[0]
-    after = [model.get_layer(n).get_weights()[0] for n in ("embedding", "birnn_0")]
+    after = [model.get_layer(n).get_weights()[0] for n in names]
     assert all(not np.allclose(b, a) for b, a in zip(before, after, strict=True))
 
 
