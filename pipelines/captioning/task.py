@@ -33,7 +33,7 @@ import pandas as pd
 import tensorflow as tf
 from sacrebleu.metrics import BLEU
 
-from models.architectures import captioner
+from models import captioner
 from models.attention import ATTENTION_NAMES
 from models.recurrent import CELL_NAMES
 from pipelines.core import (

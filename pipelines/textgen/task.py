@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from models.architectures import language_model, stateful_twin
+from models import language_model, stateful_twin
 from models.recurrent import CELL_NAMES
 from pipelines.core import (
     ConfigError,

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from models.architectures import seq2seq_translator
+from models import seq2seq_translator
 from models.recurrent import CELL_NAMES
 from pipelines.core import (
     ConfigError,

@@ -322,7 +322,7 @@ def test_mobilenet_encoder_loads_weights_already_on_disk(tmp_path, monkeypatch):
     import keras
     from keras.src.legacy.saving import legacy_h5_format
 
-    from models.architectures import captioner
+    from models import captioner
     from pipelines.captioning.task import mobilenet_weights
 
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from models.architectures import language_model, stateful_twin
+from models import language_model, stateful_twin
 from pipelines.core import RunOptions, main, run
 from pipelines.textgen.ngram import KneserNey
 from pipelines.textgen.sampling import next_token_distribution, sample
