@@ -20,7 +20,6 @@ import importlib
 import importlib.util
 import pkgutil
 import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -29,11 +28,13 @@ from matplotlib.ticker import MaxNLocator
 import pipelines
 from models.recurrent import CELL_NAMES
 from pipelines.core import runner, tracking
-from pipelines.core.cli import build_parser, split_namespace
+from pipelines.core.boundary import guarded
+from pipelines.core.cli import OneLineParser, build_parser, split_namespace
 from pipelines.core.config import RunOptions, TaskConfig
-from pipelines.core.errors import ConfigError, PipelineError
+from pipelines.core.errors import ConfigError
 from pipelines.core.fitting import Result
 from pipelines.core.folds import held_out_metrics
+from pipelines.core.outputs import OutputFolder
 from pipelines.core.plotting import figure
 from pipelines.core.task import Report, Task
 
@@ -85,6 +86,7 @@ def compare(
         raise ConfigError("--tune does not combine with a comparison; tune each cell instead")
     if seeds <= 0:
         raise ConfigError(f"--seeds must be positive, got {seeds}")
+    output = OutputFolder(opts.output) if opts.output else None  # ours, new or empty
     tracking.connect(tracking.resolve_tracking_uri(opts.tracking_uri))
     tracking.use_experiment(opts.experiment or f"{task.name}-compare")
     child_opts = dataclasses.replace(opts, output="", resume=False)
@@ -107,9 +109,9 @@ def compare(
             figures={"validation_curves": plot_curves(curves, task.objective)},
         )
         tracking.log_report(report)
-        if opts.output:
-            Path(opts.output).mkdir(parents=True, exist_ok=True)
-            table.to_csv(Path(opts.output) / "comparison.csv", index=False)
+        if output:
+            write = lambda staged: table.to_csv(staged / "comparison.csv", index=False)  # noqa: E731
+            output.publish(write, parent.info.run_id)
     return table, parent.info.run_id
 
 
@@ -179,24 +181,20 @@ def build_compare_parser(config_class: type[TaskConfig]) -> argparse.ArgumentPar
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    pre = argparse.ArgumentParser(add_help=False)
+    return guarded(lambda: _main(sys.argv[1:] if argv is None else argv))
+
+
+def _main(argv: list[str]) -> int:
+    pre = OneLineParser(add_help=False)
     pre.add_argument("--task")
     known, _ = pre.parse_known_args(argv)
-    try:
-        if known.task is None:  # --help or a missing --task: the generic parser says it
-            build_compare_parser(TaskConfig).parse_args(argv)
-        task = load_task(known.task)
-        namespace = build_compare_parser(task.config_class).parse_args(argv)
-        cfg, opts = split_namespace(namespace, task.config_class)
-        cells = parse_cells(namespace.cells)
-        table, run_id = compare(task, cfg, opts, cells, namespace.seeds)
-    except PipelineError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return runner.EXIT_BAD_INPUT
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return runner.EXIT_INTERRUPTED
+    if known.task is None:  # --help or a missing --task: the generic parser says it
+        build_compare_parser(TaskConfig).parse_args(argv)
+    task = load_task(known.task)
+    namespace = build_compare_parser(task.config_class).parse_args(argv)
+    cfg, opts = split_namespace(namespace, task.config_class)
+    cells = parse_cells(namespace.cells)
+    table, run_id = compare(task, cfg, opts, cells, namespace.seeds)
     print(format_table(table))
     uri = tracking.resolve_tracking_uri(opts.tracking_uri)
     print(f"MLflow run {run_id}; view it with: {tracking.ui_command(uri)}")

@@ -10,22 +10,27 @@ runtime, without Python or MLflow. ``detector.json`` beside it records threshold
 
 from __future__ import annotations
 
-import argparse
 import json
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 import mlflow
 
 from pipelines.anomaly.streaming import StreamingStep
 from pipelines.core import PipelineError
+from pipelines.core.boundary import guarded
+from pipelines.core.cli import OneLineParser
+from pipelines.core.outputs import OutputFolder, replace_folder
 from pipelines.core.tracking import connect, resolve_tracking_uri
 
 
 def export(run_id: str, output: Path) -> Path:
-    """Write the SavedModel and detector.json to ``output`` (replaced only when complete)."""
+    """Write the SavedModel and detector.json to ``output``, replaced only when complete.
+
+    ``output`` must be new, empty or an earlier export (its ``run.json`` lists what we wrote):
+    a folder holding anything else is refused, never deleted.
+    """
+    folder = OutputFolder(output)
     try:
         config = mlflow.artifacts.load_dict(f"runs:/{run_id}/results/detector.json")
         model = mlflow.keras.load_model(f"runs:/{run_id}/model")
@@ -36,29 +41,28 @@ def export(run_id: str, output: Path) -> Path:
             f"run {run_id} used the {config['model']} model; streaming export "
             "needs --model forecaster"
         )
-    output.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=output.parent) as tmp:
-        staged = Path(tmp) / "export"
+
+    def write(staged: Path) -> None:
         StreamingStep(model, config["threshold"], config["smoothing"]).export(staged)
         (staged / "detector.json").write_text(json.dumps(config, indent=2) + "\n")
-        if output.exists():
-            shutil.rmtree(output)
-        staged.rename(output)
-    return output
+
+    return replace_folder(folder, write, run_id=run_id)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pipelines.export", description=__doc__)
+    return guarded(lambda: _main(argv))
+
+
+def _main(argv: list[str] | None) -> int:
+    parser = OneLineParser(prog="python -m pipelines.export", description=__doc__)
     parser.add_argument("--run-id", required=True, help="MLflow run of pipelines.anomaly")
     parser.add_argument("--output", required=True, help="directory for the SavedModel")
     parser.add_argument("--tracking-uri", default="", help="MLflow tracking URI")
     args = parser.parse_args(argv)
-    try:
-        connect(resolve_tracking_uri(args.tracking_uri))
-        path = export(args.run_id, Path(args.output))
-    except PipelineError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    output = Path(args.output)
+    OutputFolder(output)  # refused before the store is touched
+    connect(resolve_tracking_uri(args.tracking_uri))
+    path = export(args.run_id, output)
     print(f"streaming detector SavedModel written to {path}")
     return 0
 

@@ -8,6 +8,15 @@ import typing
 from typing import Any
 
 from pipelines.core.config import RunOptions, TaskConfig
+from pipelines.core.errors import ConfigError
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An argparse parser whose errors are one line (``error: ... (see --help)``, exit 2
+    through the entry point's error boundary) instead of the whole usage text."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        raise ConfigError(f"{message} (see --help)")
 
 
 def _add_fields(group: argparse._ArgumentGroup, cls: type) -> None:
@@ -36,7 +45,7 @@ def _add_fields(group: argparse._ArgumentGroup, cls: type) -> None:
 def build_parser(
     prog: str, description: str, config_class: type[TaskConfig]
 ) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog=prog, description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
     _add_fields(parser.add_argument_group("task"), config_class)

@@ -48,6 +48,11 @@ class TaskConfig:
 
     def validate(self) -> None:
         """Reject out-of-range values before any work starts; subclasses extend it."""
+        for f in dataclasses.fields(self):  # argparse reads "inf" and "nan" as floats
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"--{_flag(f.name)} must be a finite number, got {value}")
+        self._require(("seed",), lambda v: 0 <= v < 2**32, "must be in [0, 2**32)")
         self.require_positive("units", "layers", "epochs", "batch_size", "learning_rate")
         self.require_rate("dropout", "recurrent_dropout")
         self.require_non_negative("weight_decay", "patience")

@@ -9,7 +9,6 @@ checkpoints that ``--resume`` continues from.
 from __future__ import annotations
 
 import dataclasses
-import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -21,9 +20,10 @@ import mlflow
 import numpy as np
 import tensorflow as tf
 
-from pipelines.core import tracking
+from pipelines.core import resume, tracking
 from pipelines.core.config import RunOptions, TaskConfig
 from pipelines.core.errors import ConfigError, PipelineError
+from pipelines.core.outputs import PRIVATE, OutputFolder
 from pipelines.core.strategy import is_chief, select_strategy, spans_workers
 from pipelines.core.task import Report, Splits, Stage, Task
 from pipelines.core.training import WeightAveraging
@@ -71,9 +71,8 @@ def train_and_evaluate(
     parameter_count = model.count_params()
     if chief:
         mlflow.log_param("parameter_count", parameter_count)
-    if opts.output and not opts.resume:
-        for folder in (checkpoint_folder(opts), Path(opts.output) / "stages"):
-            shutil.rmtree(folder, ignore_errors=True)
+    if opts.output:  # only now, so a run that fails before training leaves no file there
+        resume.prepare_output(OutputFolder(opts.output), cfg, opts)
     stages = task.stages(cfg, splits)
     stage_seconds = run_stages(stages, model, splits, opts, after=False)
     started = time.perf_counter()
@@ -176,11 +175,10 @@ def fit_model(
     curves in MLflow (named ``<metrics_prefix><metric>``), backup/restore in ``backup``."""
     configure(model, opts)
     standard: list[keras.callbacks.Callback] = [keras.callbacks.TerminateOnNaN()]
-    if is_chief():
+    if backup:  # it logs each epoch's curves once the epoch is saved
+        standard.append(resume.Checkpoints(backup, log=is_chief(), prefix=metrics_prefix))
+    elif is_chief():
         standard.append(tracking.EpochMetrics(metrics_prefix))
-    if backup:
-        # Two generations kept: a kill while one is being written leaves the other.
-        standard.append(keras.callbacks.BackupAndRestore(str(backup), double_checkpoint=True))
     try:
         history = model.fit(
             train,
@@ -218,12 +216,12 @@ def configure(model: keras.Model, opts: RunOptions) -> None:
 
 def checkpoint_folder(opts: RunOptions) -> Path | None:
     """Where the main fit keeps its backup under ``--output`` (None without it)."""
-    return Path(opts.output) / "checkpoints" if opts.output else None
+    return Path(opts.output) / PRIVATE / "checkpoints" if opts.output else None
 
 
 def stage_folder(opts: RunOptions, stage: Stage) -> Path | None:
     """Where a stage keeps its fits' backups and finished weights under ``--output``."""
-    return Path(opts.output) / "stages" / stage.name if opts.output else None
+    return Path(opts.output) / PRIVATE / "stages" / stage.name if opts.output else None
 
 
 def run_stages(

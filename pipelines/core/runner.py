@@ -11,48 +11,45 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import mlflow
 
-from pipelines.core import inference, tracking
+from pipelines.core import inference, resume, tracking
+from pipelines.core.boundary import EXIT_BAD_INPUT, EXIT_INTERRUPTED, guarded
 from pipelines.core.cli import build_parser, split_namespace
 from pipelines.core.config import RunOptions, TaskConfig
-from pipelines.core.errors import ConfigError, PipelineError
+from pipelines.core.errors import ConfigError
 from pipelines.core.fitting import Result, train_and_evaluate
 from pipelines.core.folds import held_out_metrics, mean_history
 from pipelines.core.folds import summary as fold_summary
 from pipelines.core.naming import run_name
+from pipelines.core.outputs import OutputFolder
 from pipelines.core.strategy import is_chief
 from pipelines.core.task import Prediction, Task
 from pipelines.core.tuning import run_search
 
-EXIT_BAD_INPUT = 2
-EXIT_INTERRUPTED = 130
+__all__ = ["EXIT_BAD_INPUT", "EXIT_INTERRUPTED", "main", "run"]
 
 
 def main(task: Task, argv: list[str] | None = None) -> int:
-    """CLI entry point of ``python -m pipelines.<task>``; returns the process exit code."""
+    """CLI entry point of ``python -m pipelines.<task>``; returns the process exit code
+    (2 and one line for an expected failure, see :mod:`pipelines.core.boundary`)."""
+    return guarded(lambda: _main(task, argv))
+
+
+def _main(task: Task, argv: list[str] | None) -> int:
     parser = build_parser(
         f"python -m pipelines.{task.name}", (task.__doc__ or "").strip(), task.config_class
     )
     cfg, opts = split_namespace(parser.parse_args(argv), task.config_class)
-    try:
-        if opts.model_uri or opts.predict:
-            for line in apply_logged_model(task, cfg, opts).lines:
-                print(line)
-            return 0
-        result = run(task, cfg, opts)
-    except PipelineError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    if opts.model_uri or opts.predict:
+        for line in apply_logged_model(task, cfg, opts).lines:
+            print(line)
+        return 0
+    result = run(task, cfg, opts)
     print_summary(result.metrics, result.run_id, tracking.resolve_tracking_uri(opts.tracking_uri))
     return 0
 
@@ -64,22 +61,24 @@ def run(task: Task, cfg: TaskConfig, opts: RunOptions) -> Result:
     bad value leaves a FAILED run that says why, like any other bad input.
     """
     opts.validate()
+    output = OutputFolder(opts.output) if opts.output else None  # ours, new or empty
     if not (opts.tune or is_chief()):  # a multi-worker peer trains in lockstep; the chief logs
         cfg.validate()
         return train_folds_or_one(task, cfg, opts)
     tracking.connect(tracking.resolve_tracking_uri(opts.tracking_uri))
     tracking.use_experiment(opts.experiment or task.name)
     if opts.tune:
-        result = run_search(task, cfg, opts)
-        if opts.output and result.model is not None:  # the chief's (a worker has none)
-            write_outputs(Path(opts.output), result)
-        return result
-    output = Path(opts.output) if opts.output else None
-    run_id = _resumable_run_id(output) if opts.resume else None
-    tags = {"task": task.name, "cell": cfg.cell, "data": cfg.data} | task.run_tags(cfg)
-    with tracking.tracked_run(run_name(task.name, cfg, opts), tags, run_id=run_id) as active:
         if output:
-            _remember_run_id(output, active.info.run_id)
+            output.own_tree("tuner")
+        result = run_search(task, cfg, opts)
+        if output and result.model is not None:  # the chief's (a worker has none)
+            write_outputs(output, result)
+        return result
+    run_id = resume.run_to_continue(output, cfg, opts) if output else None
+    tags = {"task": task.name, "cell": cfg.cell, "data": cfg.data} | task.run_tags(cfg)
+    if output:
+        tags["output"] = str(output.path.resolve())
+    with tracking.tracked_run(run_name(task.name, cfg, opts), tags, run_id=run_id) as active:
         if run_id is None:
             tracking.log_params(cfg.to_params() | {"precision": opts.precision})
             mlflow.log_dict(cfg.to_params(), "config.json")
@@ -96,10 +95,11 @@ def apply_logged_model(task: Task, cfg: TaskConfig, opts: RunOptions) -> Predict
     tables and texts written to ``--output`` (all or nothing). Trains nothing."""
     opts.validate()
     cfg.validate()
+    output = OutputFolder(opts.output) if opts.output else None  # ours, new or empty
     tracking.connect(tracking.resolve_tracking_uri(opts.tracking_uri))
     prediction = task.predict(inference.load(opts.model_uri), opts.predict, cfg)
-    if opts.output:
-        write_files(Path(opts.output), prediction.tables, {}, prediction.texts)
+    if output:
+        write_files(output, prediction.tables, {}, prediction.texts)
     return prediction
 
 
@@ -145,41 +145,35 @@ def child_run(
         yield
 
 
-def write_outputs(output: Path, result: Result) -> None:
+def write_outputs(output: Path | OutputFolder, result: Result) -> None:
     """Write a run's tables, metrics, JSON artifacts and texts as plain files."""
     report = result.report
     json_files = {"metrics": result.metrics} | report.artifacts
-    write_files(output, report.tables, json_files, report.texts)
+    active = mlflow.active_run()
+    run_id = result.run_id or (active.info.run_id if active else None)
+    write_files(output, report.tables, json_files, report.texts, run_id)
 
 
 def write_files(
-    output: Path, tables: dict[str, Any], json_files: dict[str, Any], texts: dict[str, str]
+    output: Path | OutputFolder,
+    tables: dict[str, Any],
+    json_files: dict[str, Any],
+    texts: dict[str, str],
+    run_id: str | None = None,
 ) -> None:
     """Tables as ``<name>.csv``, objects as ``<name>.json``, texts under their own names, all or
-    nothing (staged, then moved in place)."""
-    output.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=output, prefix=".staging-") as tmp:
-        staging = Path(tmp)
+    nothing (staged, then moved in place), into a folder that is new, empty or ours."""
+    folder = OutputFolder(output.path if isinstance(output, OutputFolder) else output)
+
+    def write(staging: Path) -> None:
         for name, table in tables.items():
             table.to_csv(staging / f"{name}.csv", index=False)
         for name, obj in json_files.items():
             (staging / f"{name}.json").write_text(json.dumps(obj, indent=2) + "\n")
         for name, text in texts.items():
             (staging / name).write_text(text)
-        for path in staging.iterdir():
-            path.replace(output / path.name)
 
-
-def _remember_run_id(output: Path, run_id: str) -> None:
-    output.mkdir(parents=True, exist_ok=True)
-    (output / "run.json").write_text(json.dumps({"run_id": run_id}) + "\n")
-
-
-def _resumable_run_id(output: Path | None) -> str | None:
-    path = output / "run.json" if output else None
-    if path is None or not path.exists():
-        return None
-    return json.loads(path.read_text())["run_id"]
+    folder.publish(write, run_id)
 
 
 def print_summary(metrics: dict[str, Any], run_id: str | None, uri: str) -> None:

@@ -19,7 +19,9 @@ import keras
 import mlflow
 import numpy as np
 
+from pipelines.core.boundary import describe, stop_reason
 from pipelines.core.errors import TrackingError
+from pipelines.core.store import open_sqlite_store
 from pipelines.core.task import Report
 
 DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
@@ -46,11 +48,7 @@ def connect(uri: str) -> str:
             reason = getattr(exc, "reason", exc)
             raise TrackingError(f"MLflow tracking server {uri} is unreachable ({reason})") from None
     elif uri.startswith("sqlite:///"):
-        db_path = Path(uri.removeprefix("sqlite:///"))
-        try:
-            db_path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise TrackingError(f"cannot create MLflow store at {uri}: {exc.strerror}") from None
+        open_sqlite_store(uri)
     mlflow.set_tracking_uri(uri)
     return uri
 
@@ -107,23 +105,35 @@ def git_commit() -> str:
 def tracked_run(
     run_name: str, tags: dict[str, str], run_id: str | None = None, nested: bool = False
 ) -> Iterator[mlflow.ActiveRun]:
-    """An MLflow run that ends FINISHED, FAILED (error message as tag ``error``) or KILLED."""
-    base_tags = {"git_commit": git_commit(), "host": socket.gethostname()}
+    """An MLflow run that ends FINISHED, FAILED (error message as tag ``error``) or KILLED
+    (Ctrl-C or SIGTERM, the reason as tag ``error``).
+
+    The run is tagged with the process that runs it (``pid``, ``host``), so a run left RUNNING
+    by a SIGKILL can be told from a live one. If the store itself is what failed, the run is
+    left as it is (the original error is what the user needs to see).
+    """
+    base_tags = {"git_commit": git_commit(), "host": socket.gethostname(), "pid": str(os.getpid())}
     run = mlflow.start_run(
         run_id=run_id, run_name=None if run_id else run_name, nested=nested, tags=base_tags | tags
     )
     try:
         yield run
-    except KeyboardInterrupt:
-        mlflow.set_tag("error", "interrupted")
-        mlflow.end_run("KILLED")
+    except KeyboardInterrupt as exc:
+        _end_run("KILLED", stop_reason(exc))
         raise
     except BaseException as exc:
-        mlflow.set_tag("error", f"{type(exc).__name__}: {exc}"[:5000])
-        mlflow.end_run("FAILED")
+        _end_run("FAILED", describe(exc) or f"{type(exc).__name__}: {exc}")
         raise
     else:
         mlflow.end_run("FINISHED")
+
+
+def _end_run(status: str, reason: str) -> None:
+    """End the active run with ``reason`` as tag ``error``, best effort."""
+    with contextlib.suppress(Exception):
+        mlflow.set_tag("error", reason[:5000])
+    with contextlib.suppress(Exception):
+        mlflow.end_run(status)  # pops the run locally even when the store is gone
 
 
 def log_params(params: dict[str, Any]) -> None:
@@ -144,13 +154,15 @@ class EpochMetrics(keras.callbacks.Callback):
         self.prefix = prefix
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        finite = {
-            f"{self.prefix}{k}": float(v)
-            for k, v in (logs or {}).items()
-            if np.isscalar(v) and np.isfinite(v)
-        }
+        finite = epoch_metrics(logs, self.prefix)
         if finite:
             mlflow.log_metrics(finite, step=epoch + 1)  # epoch 1 first, as in our figures
+
+
+def epoch_metrics(logs: dict | None, prefix: str = "") -> dict[str, float]:
+    """An epoch's finite scalar logs as MLflow metrics, names prefixed."""
+    logs = logs or {}
+    return {f"{prefix}{k}": float(v) for k, v in logs.items() if np.isscalar(v) and np.isfinite(v)}
 
 
 def metric_name(name: str) -> str:

@@ -25,7 +25,8 @@ def report_result(table: pd.DataFrame) -> Result:
 def test_tables_metrics_artifacts_and_texts_are_written(tmp_path):
     write_outputs(tmp_path, report_result(pd.DataFrame({"y": [1, 0]})))
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "classes.json", "explanations.html", "metrics.json", "predictions.csv", "samples.txt"
+        "classes.json", "explanations.html", "metrics.json", "predictions.csv", "run.json",
+        "samples.txt"
     ]  # fmt: skip
     assert (tmp_path / "explanations.html").read_text() == "<p>good</p>"
     assert json.loads((tmp_path / "metrics.json").read_text()) == {"test_accuracy": 0.5}
@@ -38,5 +39,5 @@ def test_a_failure_while_writing_leaves_no_file(tmp_path):
             raise OSError("disk full")
 
     with pytest.raises(OSError, match="disk full"):
-        write_outputs(tmp_path, report_result(Unwritable({"y": [1]})))
-    assert list(tmp_path.iterdir()) == []
+        write_outputs(tmp_path / "out", report_result(Unwritable({"y": [1]})))
+    assert not (tmp_path / "out").exists()

@@ -113,7 +113,7 @@ def test_sigkilled_run_resumes_into_the_same_mlflow_run_losing_at_most_one_epoch
     command += ["--tracking-uri", uri, "--output", str(output)]
     env = os.environ | {"PYTHONPATH": str(REPO)}
     first = subprocess.Popen(command, cwd=tmp_path, env=env, stderr=subprocess.DEVNULL)
-    metadata = output / "checkpoints" / "training_metadata.json"
+    metadata = output / ".pipelines" / "checkpoints" / "training_metadata.json"
     try:
         deadline = time.monotonic() + 300
         while not (metadata.exists() and json.loads(metadata.read_text() or "{}").get("epoch")):

@@ -402,7 +402,7 @@ def test_every_speaker_held_out_in_turn_gives_child_runs_and_their_summary(
     assert table["test_accuracy"].tolist() == pytest.approx(
         [children[s].data.metrics["test_accuracy"] for s in ("ann", "bob")]
     )
-    assert not (out / "checkpoints").exists()
+    assert not (out / ".pipelines").exists()
 
 
 def _tagged_corpus() -> Corpus:
