@@ -96,7 +96,7 @@ def test_documented_command_parses_and_validates(argv):
         task = load_task(args[args.index("--task") + 1])
         parser = build_compare_parser(task.config_class)
     else:
-        task = load_task(module.removeprefix("pipelines."))
+        task = load_task(module.split(".")[1])  # pipelines.speech.voices takes speech's flags
         parser = build_parser(module, "", task.config_class)
     try:
         namespace = parser.parse_args(args)

@@ -8,11 +8,16 @@ it (never the validation or test data):
   shorter vocal tract scales the formant frequencies. The 13 MFCCs are turned back into a
   smoothed log-mel spectrum (inverse orthonormal DCT over the 128 bands), its frequency axis is
   warped by a factor ``alpha`` (piecewise linear, so 0 Hz and the 4 kHz band edge of 8 kHz audio
-  stay put; bands above it are the dB floor and are left alone), and the DCT is applied again.
+  stay put), and the DCT is applied again.
   All three steps are linear, so one ``13 x 13`` matrix per utterance does it; ``alpha = 1``
   gives the identity.
 * **Speed perturbation** (Ko et al. 2015) of the frame sequence: linear interpolation in time
   to ``1 / factor`` times as many frames, a faster or slower talker.
+* **A random channel** (``channel``: the share of utterances it meets): the smoothed log-mel
+  envelope (as for VTLP) is band-limited like a telephone line (half of them: edges drawn from
+  150-450 Hz and 2.8-3.8 kHz, 24 dB per octave beyond) and/or gets a noise floor 15-45 dB below
+  its loudest band, added as power; the change of the envelope is added to the cepstra, so
+  what the 13 coefficients hold beyond the envelope stays.
 * **SpecAugment-style masks** (Park et al. 2019): a few runs of frames and of cepstral
   coefficients are replaced by the utterance mean, which per-utterance normalisation maps to 0.
 
@@ -29,7 +34,7 @@ import tensorflow as tf
 
 from pipelines.speech import features
 
-SIGNAL_HZ = features.SAMPLE_RATE / 2  # FSDD is 8 kHz audio: nothing lives above 4 kHz
+SIGNAL_HZ = features.SAMPLE_RATE / 2  # 8 kHz audio: the 128 mel bands span 0-4 kHz
 _KNEE = 0.8  # VTLP warps linearly up to this share of SIGNAL_HZ, then bends back to it
 
 
@@ -37,31 +42,32 @@ _KNEE = 0.8  # VTLP warps linearly up to this share of SIGNAL_HZ, then bends bac
 class Augmentation:
     """How strongly each training utterance is perturbed; zeros switch a technique off."""
 
-    vtlp: float = 0.1
+    vtlp: float = 0.25
     speed: float = 0.1
     time_masks: int = 2
     time_mask_width: int = 3
     coefficient_masks: int = 1
     coefficient_mask_width: int = 2
+    channel: float = 0.5
 
     @property
     def active(self) -> bool:
-        return bool(self.vtlp or self.speed or self.time_masks or self.coefficient_masks)
+        return bool(
+            self.vtlp or self.speed or self.time_masks or self.coefficient_masks or self.channel
+        )
 
 
-NO_AUGMENTATION = Augmentation(0.0, 0.0, 0, 0, 0, 0)
-_MEL_STEP = features._hz_to_slaney_mel(features._LIBROSA_RATE / 2) / (features.N_MELS + 1)
+NO_AUGMENTATION = Augmentation(0.0, 0.0, 0, 0, 0, 0, 0.0)
+_MEL_STEP = float(features.hz_to_mel(SIGNAL_HZ)) / (features.N_MELS + 1)
 
 
 def _band_centres_hz() -> np.ndarray:
-    """Centre frequencies of the 128 Slaney mel bands of the FSDD front-end (equal mel steps)."""
-    return features._slaney_mel_to_hz(_MEL_STEP * np.arange(1, features.N_MELS + 1))
+    """Centre frequencies of the front-end's 128 HTK mel bands (equal mel steps to 4 kHz)."""
+    return features.mel_to_hz(_MEL_STEP * np.arange(1, features.N_MELS + 1))
 
 
 _CENTRES = tf.constant(_band_centres_hz(), tf.float32)
-_DCT = tf.constant(  # rows: the first 13 orthonormal DCT-II basis vectors over the mel bands
-    tf.signal.dct(tf.eye(features.N_MELS), type=2, norm="ortho").numpy().T[: features.N_MFCC]
-)
+_DCT = tf.constant(features.dct_matrix().T)  # rows: the 13 orthonormal DCT-II basis vectors
 
 
 def _through_knee(hz: tf.Tensor, knee: tf.Tensor, knee_to: tf.Tensor) -> tf.Tensor:
@@ -83,9 +89,8 @@ def warp_frequencies(hz: tf.Tensor, alpha: tf.Tensor) -> tf.Tensor:
 
 def _band_index(hz: tf.Tensor) -> tf.Tensor:
     """Fractional mel-band index of a frequency (band centres are equally spaced in mel)."""
-    linear = hz / (200.0 / 3)
-    logarithmic = 15.0 + tf.math.log(tf.maximum(hz, 1e-3) / 1000.0) / (np.log(6.4) / 27.0)
-    return tf.where(hz >= 1000.0, logarithmic, linear) / _MEL_STEP - 1.0
+    mel = 2595.0 * tf.math.log(1.0 + tf.maximum(hz, 0.0) / 700.0) / np.log(10.0)
+    return mel / _MEL_STEP - 1.0
 
 
 def vtlp_matrix(alpha: tf.Tensor) -> tf.Tensor:
@@ -105,6 +110,26 @@ def vtlp_matrix(alpha: tf.Tensor) -> tf.Tensor:
         lower + 1, features.N_MELS
     )
     return _DCT @ interpolation @ tf.transpose(_DCT)
+
+
+_OCTAVE_SLOPE_DB = 24.0
+_DEEPEST_DB = 60.0
+
+
+def random_channel(frames: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+    """One utterance's ``[T, 13]`` MFCCs heard through a random band limit and noise floor."""
+    seeds = tf.random.experimental.stateless_split(seed, 5)
+    draws = [tf.random.stateless_uniform([], s) for s in tf.unstack(seeds)]
+    envelope = frames @ _DCT  # [T, 128] dB
+    low, high = 150.0 + 300.0 * draws[0], 2800.0 + 1000.0 * draws[1]
+    octaves_out = tf.maximum(0.0, tf.math.log(low / _CENTRES) / np.log(2.0))
+    octaves_out += tf.maximum(0.0, tf.math.log(_CENTRES / high) / np.log(2.0))
+    band_limit = tf.maximum(-_OCTAVE_SLOPE_DB * octaves_out, -_DEEPEST_DB)
+    limited = envelope + tf.where(draws[2] < 0.5, band_limit, tf.zeros_like(band_limit))
+    floor = tf.reduce_max(envelope) - (15.0 + 30.0 * draws[3])
+    power = tf.pow(10.0, limited / 10.0) + tf.pow(10.0, floor / 10.0)
+    heard = tf.where(draws[4] < 0.5, 10.0 * tf.math.log(power) / np.log(10.0), limited)
+    return frames + (heard - envelope) @ tf.transpose(_DCT)
 
 
 def change_speed(frames: tf.Tensor, factor: tf.Tensor) -> tf.Tensor:
@@ -137,6 +162,11 @@ def mask_runs(
 def augment(frames: tf.Tensor, seed: tf.Tensor, settings: Augmentation) -> tf.Tensor:
     """One random perturbation of one utterance's ``[T, 13]`` MFCC frames."""
     seeds = tf.random.experimental.stateless_split(seed, 4)
+    if settings.channel:  # its own stream: the others draw what they drew before it existed
+        own = tf.random.experimental.stateless_split(tf.random.experimental.stateless_fold_in(
+            seed, 1), 2)  # fmt: skip
+        met = tf.random.stateless_uniform([], own[0]) < settings.channel
+        frames = tf.cond(met, lambda: random_channel(frames, own[1]), lambda: frames)
     if settings.vtlp:
         alpha = tf.random.stateless_uniform([], seeds[0], 1 - settings.vtlp, 1 + settings.vtlp)
         frames = frames @ tf.transpose(vtlp_matrix(alpha))

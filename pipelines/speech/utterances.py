@@ -10,13 +10,12 @@ real frame of that speaker, which keeps the speaker split meaningful.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
-from scipy.special import ndtri
 
 from pipelines.core.errors import DataError
+from pipelines.speech.normalization import normalized
 
 DIGITS = "0123456789"
 
@@ -25,7 +24,9 @@ DIGITS = "0123456789"
 class Corpus:
     """Recordings as frame matrices with labels (digit strings or class indices) and speakers.
 
-    ``classes`` name the isolated-mode classes; ``own_test`` marks a data set's own test part.
+    ``classes`` name the isolated-mode classes; ``own_test`` marks a data set's own test part;
+    ``audio`` says the frames are the audio front-end's MFCCs (so a model of them can be served
+    with the front-end inside), not other features such as LPC cepstra.
     """
 
     name: str
@@ -34,6 +35,7 @@ class Corpus:
     speakers: np.ndarray
     classes: list[str]
     own_test: np.ndarray | None = None
+    audio: bool = True
 
     def __len__(self) -> int:
         return len(self.frames)
@@ -50,6 +52,7 @@ class Corpus:
             [self.labels[i] for i in index],
             self.speakers[index],
             self.classes,
+            audio=self.audio,
         )
 
 
@@ -153,47 +156,23 @@ def _gap(pool: np.ndarray, max_gap: int, rng: np.random.Generator) -> np.ndarray
 
 
 def speaker_normalized(corpus: Corpus, method: str = "cmvn") -> Corpus:
-    """Every recording mapped by its speaker's own frame statistics: ``cmvn`` standardises each
-    coefficient (speaker-level CMVN, as Kaldi applies it), ``histogram`` equalises its whole
-    distribution to a standard normal (HEQ, de la Torre et al. 2005), which also removes the
-    voice's skew and spread that a mean and variance leave.
+    """Every recording mapped by its speaker's own frame statistics (``cmvn`` or
+    ``histogram``, see :mod:`pipelines.speech.normalization`, the code a logged model runs).
 
-    Either removes the voice and the channel but, unlike per-utterance CMVN over a ~0.4 s word,
-    not the word's own spectral shape. It reads no labels, so a held-out speaker's recordings
-    may supply their statistics: the model needs several recordings of a new voice, as any
-    speaker adaptation does."""
-    transform = {"cmvn": _standardizer, "histogram": _equalizer}[method]
+    It reads no labels, so a held-out speaker's recordings may supply their statistics: the
+    model needs recordings of a new voice, as any speaker adaptation does."""
     frames = list(corpus.frames)
     for speaker in np.unique(corpus.speakers):
         index = np.flatnonzero(corpus.speakers == speaker)
-        apply = transform(np.concatenate([corpus.frames[i] for i in index]))
-        for i in index:
-            frames[i] = apply(corpus.frames[i]).astype(np.float32)
+        lengths = [len(corpus.frames[i]) for i in index]
+        padded = np.zeros((len(index), max(lengths), corpus.frames[index[0]].shape[1]), np.float32)
+        valid = np.zeros(padded.shape[:2], bool)
+        for row, (i, n) in enumerate(zip(index, lengths)):
+            padded[row, :n], valid[row, :n] = corpus.frames[i], True
+        mapped = normalized(padded, valid, method).numpy()
+        for row, (i, n) in enumerate(zip(index, lengths)):
+            frames[i] = mapped[row, :n]
     return replace(corpus, frames=frames)
-
-
-def _standardizer(frames: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
-    mean, std = frames.mean(axis=0), frames.std(axis=0) + 1e-6
-    return lambda x: (x - mean) / std
-
-
-def _equalizer(frames: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
-    """Each coefficient through the empirical CDF of ``frames`` (mid-rank, so ties and values
-    outside the sample stay finite), then the inverse normal CDF."""
-    reference = np.sort(frames, axis=0)
-    count = len(reference)
-
-    def equalize(x: np.ndarray) -> np.ndarray:
-        ranks = np.stack(
-            [
-                np.searchsorted(column, value, "left") + np.searchsorted(column, value, "right")
-                for column, value in zip(reference.T, x.T)
-            ],
-            axis=1,
-        )
-        return ndtri((ranks / 2 + 0.5) / (count + 1))
-
-    return equalize
 
 
 def as_utterances(corpus: Corpus) -> Utterances:

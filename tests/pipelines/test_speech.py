@@ -5,6 +5,7 @@ from __future__ import annotations
 import wave
 from pathlib import Path
 
+import keras
 import mlflow
 import numpy as np
 import pandas as pd
@@ -14,6 +15,7 @@ import scipy.stats
 from pipelines.core import DataError, RunOptions, main, run
 from pipelines.speech import adaptation, augment, features
 from pipelines.speech.corpora import load_corpus, read_folder
+from pipelines.speech.features import audio_batch
 from pipelines.speech.task import (
     SpeechConfig,
     SpeechTask,
@@ -22,18 +24,22 @@ from pipelines.speech.task import (
     batched,
     class_probabilities,
     ctc_transcripts,
+    frames_model,
     predict_frames,
     resolve_normalization,
     transcript_errors,
 )
 from pipelines.speech.utterances import (
+    DIGITS,
     Corpus,
     Utterances,
+    as_utterances,
     connected_utterances,
     speaker_normalized,
     split_speaker,
 )
 from tests.conftest import runs_of
+from tests.pipelines import fsdd_sample
 
 TINY = dict(epochs=1, units=8, layers=1, utterances=48, conv_filters=8, batch_size=32)
 EVERY_SPEAKER = ["--mode", "isolated", "--split", "speaker", "--held-out-speaker", "all"]
@@ -147,17 +153,91 @@ def test_ctc_run_is_fully_tracked(ctc_run):
     assert (out / "predictions.csv").is_file() and (out / "metrics.json").is_file()
 
 
-def test_logged_ctc_model_reloads_and_predicts_the_same(ctc_run):
+def test_logged_ctc_model_takes_audio_reloads_and_predicts_the_same(ctc_run):
     result, _, uri, _ = ctc_run
     (logged,) = runs_of(uri, "speech")
     mlflow.set_tracking_uri(uri)
     reloaded = mlflow.keras.load_model(f"runs:/{logged.info.run_id}/model")
-    test = [np.random.default_rng(0).normal(size=(n, 13)).astype(np.float32) for n in (30, 17)]
-    for a, b in zip(predict_frames(reloaded, test, 8), predict_frames(result.model, test, 8)):
-        np.testing.assert_allclose(a, b, atol=1e-5)
-    alone = predict_frames(result.model, test[1:], 1)[0]  # batch padding changes nothing
-    batched = predict_frames(result.model, test, 8)[1]
-    np.testing.assert_allclose(alone, batched[: len(alone)], atol=1e-5)
+    waves = [tone(3, seconds=0.6).astype(np.float32), tone(7, seconds=0.35).astype(np.float32)]
+    audio = audio_batch(waves)
+    np.testing.assert_allclose(
+        reloaded.predict(audio, verbose=0), result.model.predict(audio, verbose=0), atol=1e-5
+    )
+    # The audio model is the front-end and the frames model: the same numbers either way.
+    frames = features.waveform_features(waves)
+    for a, b in zip(predict_frames(frames_model(reloaded), frames, 8), reloaded.predict(audio)):
+        np.testing.assert_allclose(a, b[: len(a)], atol=1e-4)
+    alone = reloaded.predict(audio_batch(waves[1:]), verbose=0)[0]  # padding changes nothing
+    np.testing.assert_allclose(
+        alone, reloaded.predict(audio, verbose=0)[1][: len(alone)], atol=1e-4
+    )
+
+
+def test_sample_wavs_score_end_to_end_what_their_shipped_frames_score(ctc_run, isolated_run):
+    names, waves, _ = fsdd_sample.recordings()
+    rows = [fsdd_sample.shipped()[0][i] for i in fsdd_sample.matches()[0]]
+    ctc = ctc_run[0].model  # per-utterance normalisation: each recording alone
+    from_audio = ctc.predict(audio_batch(waves), verbose=0)
+    for logits, frames in zip(from_audio, predict_frames(frames_model(ctc), rows, 64)):
+        np.testing.assert_allclose(logits[: len(frames)], frames, atol=1e-3)
+    isolated = isolated_run[0].model  # speaker CMVN: one voice per batch
+    for speaker in ("george", "theo"):
+        index = [i for i, name in enumerate(names) if name.split("_")[1] == speaker]
+        voice = Corpus(speaker, [rows[i] for i in index], list(DIGITS), np.array([speaker] * 10),
+                       list(DIGITS))  # fmt: skip
+        expected = class_probabilities(
+            frames_model(isolated), as_utterances(speaker_normalized(voice)), 10
+        )
+        heard = isolated.predict(audio_batch([waves[i] for i in index]), verbose=0)
+        np.testing.assert_allclose(heard, expected, atol=1e-4)
+
+
+def _recordings_folder(root: Path) -> Path:
+    """Three FSDD sample recordings in two speaker folders, one of them resampled to 16 kHz."""
+    names, waves, _ = fsdd_sample.recordings()
+    for i in (0, 6, 1):  # 0_george_7, 1_george_7, 0_jackson_7
+        write_wav(root / names[i].split("_")[1] / f"{names[i]}.wav", waves[i])
+    write_wav(root / "other" / "tone.wav", tone(4, rate=16000), rate=16000)
+    return root
+
+
+def test_predict_transcribes_each_wav_of_a_folder(ctc_run, isolated_run, tmp_path, capsys):
+    uri = ctc_run[2]
+    folder = _recordings_folder(tmp_path / "recordings")
+    for result, mode in ((ctc_run[0], "ctc"), (isolated_run[0], "isolated")):
+        out = tmp_path / f"out_{mode}"
+        argv = ["--model-uri", f"runs:/{result.run_id}/model", "--predict", str(folder)]
+        code = main(SpeechTask(), [*argv, "--output", str(out), "--tracking-uri", uri])
+        printed = capsys.readouterr().out.strip().splitlines()
+        assert code == 0 and len(printed) == 4
+        table = pd.read_csv(out / "predictions.csv", dtype={"prediction": str})
+        assert table["file"].tolist() == sorted(
+            str(p.relative_to(folder)) for p in folder.rglob("*.wav")
+        )
+        assert table["speaker"].tolist() == ["george"] * 2 + ["jackson", "other"]
+        assert [line.split("\t")[0] for line in printed] == table["file"].tolist()
+        if mode == "isolated":  # one voice per batch, as training normalised it
+            george = audio_batch([features.read_wav(folder / f) for f in table["file"][:2]])
+            expected = result.model.predict(george, verbose=0).argmax(axis=1)
+            assert table["prediction"][:2].tolist() == [DIGITS[k] for k in expected]
+            assert table["confidence"].between(0, 1).all()
+        else:
+            assert table["prediction"].fillna("").str.fullmatch("[0-9]*").all()
+
+
+def test_predict_refuses_what_it_cannot_read(ctc_run, tmp_path, capsys):
+    result, _, uri, _ = ctc_run
+    argv = ["--model-uri", f"runs:/{result.run_id}/model", "--tracking-uri", uri]
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "bad.wav").write_text("not audio")
+    for source, message in (
+        (tmp_path / "nowhere", "no such file or folder"),
+        (tmp_path / "empty", "no .wav files"),
+        (tmp_path / "bad.wav", "bad.wav is not a readable PCM WAV file"),
+    ):
+        assert main(SpeechTask(), [*argv, "--predict", str(source)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("error: ") and message in err[0], err
 
 
 def test_isolated_speaker_split_holds_out_one_speaker(isolated_run):
@@ -173,10 +253,18 @@ def test_isolated_speaker_split_holds_out_one_speaker(isolated_run):
     assert {"figures/utterance.png", "figures/confusion.png"} <= names
     mlflow.set_tracking_uri(uri)
     reloaded = mlflow.keras.load_model(f"runs:/{logged.info.run_id}/model")
-    x = np.random.default_rng(1).normal(size=(2, 25, 13)).astype(np.float32)
+    voice = audio_batch([tone(d, seconds=0.3 + 0.05 * d, seed=d).astype("f4") for d in range(4)])
     np.testing.assert_allclose(
-        reloaded.predict(x, verbose=0), result.model.predict(x, verbose=0), atol=1e-6
+        reloaded.predict(voice, verbose=0), result.model.predict(voice, verbose=0), atol=1e-6
     )
+    # Speaker CMVN inside the model: the batch is one voice, normalised as training does.
+    frames = features.waveform_features(list(voice["waveform"][i, :n] for i, n in
+                                             enumerate(voice["length"])))  # fmt: skip
+    corpus = Corpus("v", frames, list("0123"), np.array(["v"] * 4), list(DIGITS))
+    expected = frames_model(reloaded).predict(
+        keras.utils.pad_sequences(speaker_normalized(corpus).frames, dtype="float32",
+                                  padding="post"), verbose=0)  # fmt: skip
+    np.testing.assert_allclose(reloaded.predict(voice, verbose=0), expected, atol=1e-5)
 
 
 def test_adaptation_logs_the_speaker_independent_score_beside_the_adapted_one(isolated_run):
@@ -281,7 +369,9 @@ def test_balanced_run_decides_by_the_rebalanced_posteriors(shared_store):
     (logged,) = runs_of(shared_store, "speech-balanced")
     predictions = result.report.tables["predictions"]
     info = SpeechTask().data(cfg).info  # the same split again: it is seeded
-    posteriors = class_probabilities(result.model, info["examples"]["test"], cfg.batch_size)
+    posteriors = class_probabilities(
+        frames_model(result.model), info["examples"]["test"], cfg.batch_size
+    )
     classes = info["classes"]
     expected = [classes[i] for i in adaptation.balanced(posteriors).argmax(axis=1)]
     assert predictions["predicted"].tolist() == expected
@@ -312,24 +402,33 @@ def test_japanese_vowels_parses_its_own_ts_files():
     assert min(map(len, corpus.frames)) >= 7 and max(map(len, corpus.frames)) <= 29
 
 
-def test_mfcc_front_end_shape_and_fsdd_like_scale():
+def test_mfcc_front_end_shape_and_batch_padding():
     samples = tone(4, seconds=0.5).astype(np.float32)
     mfcc = features.mfcc(samples).numpy()
-    assert mfcc.shape == (1 + (len(samples) - 1) // features.FRAME_STEP, features.N_MFCC)
-    assert -800 < mfcc[:, 0].mean() < 0  # dB-scale first coefficient, as in the FSDD features
-    assert (features.mel_filterbank().sum(axis=0) == 0).sum() == 37  # bands above 4 kHz
+    assert mfcc.shape == (1 + len(samples) // features.FRAME_STEP, features.N_MFCC)
+    padded = np.zeros((2, len(samples) + 900), np.float32)
+    padded[0, : len(samples)], padded[1] = samples, tone(2, seconds=0.6125)
+    batch = features.mfcc_batch(padded, [len(samples), padded.shape[1]]).numpy()
+    np.testing.assert_allclose(batch[0, : len(mfcc)], mfcc, atol=1e-3)  # padding changes nothing
+    assert not batch[0, len(mfcc) :].any()  # frames past the recording are zero (masked)
 
 
-def test_integer_multiple_rates_are_resampled_and_others_refused(tmp_path):
-    low = write_wav(tmp_path / "low.wav", tone(2))
-    high = write_wav(tmp_path / "high.wav", tone(2, rate=16000), rate=16000)
-    waves, rates = zip(features.read_wav(low), features.read_wav(high))
-    assert rates == (8000, 16000)
-    at_8k, from_16k = features.waveform_features(list(waves), list(rates))
-    assert at_8k.shape == from_16k.shape
-    assert np.abs(at_8k[:, 1:] - from_16k[:, 1:]).mean() < 5.0  # same sound, same features
-    write_wav(tmp_path / "odd.wav", tone(2, rate=11025), rate=11025)
-    with pytest.raises(DataError, match="11025 Hz"):
+def two_tones(rate: int, seconds: float = 0.3) -> np.ndarray:
+    t = np.arange(int(rate * seconds)) / rate
+    return 0.5 * np.sin(2 * np.pi * 450 * t) * np.hanning(len(t)) + 0.2 * np.sin(
+        2 * np.pi * 1700 * t
+    )
+
+
+@pytest.mark.parametrize("rate", [16000, 11025, 44100])
+def test_other_rates_are_resampled_and_lower_ones_refused(tmp_path, rate):
+    at_8k = features.read_wav(write_wav(tmp_path / "low.wav", two_tones(8000)))
+    other = features.read_wav(write_wav(tmp_path / "high.wav", two_tones(rate), rate=rate))
+    assert abs(len(other) - len(at_8k)) <= 1
+    low, high = features.waveform_features([at_8k, other[: len(at_8k)]])
+    assert np.abs(low[1:-1] - high[1:-1]).max() < 0.5  # the same sound, the same frames
+    write_wav(tmp_path / "odd.wav", tone(2, rate=6000), rate=6000)
+    with pytest.raises(DataError, match="6000 Hz, below the model's 8000 Hz"):
         features.read_wav(tmp_path / "odd.wav")
 
 
@@ -517,6 +616,23 @@ def test_vtlp_moves_a_formant_by_alpha(alpha):
     assert float(edge) == pytest.approx(augment.SIGNAL_HZ)
 
 
+def test_random_channel_cuts_the_band_edges_or_lifts_the_quiet_bands():
+    hz = augment._band_centres_hz()
+    envelope = 40.0 * np.exp(-0.5 * ((hz - 1000.0) / 300.0) ** 2) - 70.0  # quiet but one formant
+    frames = np.tile(augment._DCT.numpy() @ envelope.astype(np.float32), (4, 1))
+    low = hz < 120  # below every band limit's lower edge
+    changes = []
+    for seed in range(40):
+        heard = augment.random_channel(frames, np.array([seed, 3])).numpy()
+        assert heard.shape == frames.shape and np.allclose(heard, heard[:1])  # one channel
+        change = augment._DCT.numpy().T @ (heard[0] - frames[0])
+        changes.append(change[low].mean())
+    assert min(changes) < -10 and max(changes) > 10  # a telephone band; a noise floor
+    assert sum(abs(c) < 1e-3 for c in changes) >= 3  # and utterances left as they were
+    same = augment.random_channel(frames, np.array([5, 3])).numpy()
+    np.testing.assert_array_equal(same, augment.random_channel(frames, np.array([5, 3])))
+
+
 def test_speed_perturbation_resamples_time_linearly():
     ramp = np.repeat(np.arange(20, dtype=np.float32)[:, None], 13, axis=1)
     slower = augment.change_speed(ramp, 0.8).numpy()
@@ -627,7 +743,7 @@ BAD_INPUTS = {
         "outside the vocabulary 0-9: 'x'",
     ),
     "zero-length audio": ("{root}/wavs", "zero", "zero length"),
-    "other sample rate": ("{root}/wavs", "11025", "sampled at 11025 Hz"),
+    "low sample rate": ("{root}/wavs", "6000", "sampled at 6000 Hz"),
     "no digit transcripts": ("japanese_vowels", None, "use --mode isolated"),
     "tfds not prepared": ("tfds:speech_commands", None, "speech_commands is not prepared"),
     "unknown name": ("timit", None, "unknown data set 'timit'"),
@@ -641,8 +757,8 @@ def _prepare_bad(case: str, root: Path) -> str:
         folder = wav_folder(root / "wavs", lines if isinstance(lines, list) else None)
         if lines == "zero":
             write_wav(folder / "ann/0_0.wav", np.zeros(0))
-        elif lines == "11025":
-            write_wav(folder / "bob/2_1.wav", tone(2, rate=11025), rate=11025)
+        elif lines == "6000":
+            write_wav(folder / "bob/2_1.wav", tone(2, rate=6000), rate=6000)
     return spec.format(root=root)
 
 
