@@ -17,8 +17,9 @@ finds least unlike a "two" are called "two" again.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
+from typing import Any
 
 import keras
 import numpy as np
@@ -43,14 +44,16 @@ def cross_fitted(
     classes: list[str],
     rounds: int,
     confidence: float,
-    fine_tune: Callable[[keras.Model, Utterances], None],
+    fine_tune: Callable[[keras.Model, Utterances, str], Any],
     predict: Callable[[keras.Model, Utterances], np.ndarray],
     rng: np.random.Generator,
-) -> Adapted:
+) -> Generator[Any, None, Adapted]:
     """Score each half of ``new_voice`` with a copy of the model self-trained on the other half.
 
-    ``copy_model`` returns a fresh compiled copy of the speaker-independent model; ``fine_tune``
-    trains a copy on labelled utterances; ``predict`` returns class probabilities. It is always
+    A generator (a runner stage's plan): it yields ``fine_tune(copy, labelled utterances,
+    name)`` (a :class:`pipelines.core.Fit` the runner trains) and returns the :class:`Adapted`
+    scores. ``copy_model`` returns a fresh compiled copy of the speaker-independent model;
+    ``predict`` returns class probabilities. It is always
     given all of the new voice's recordings, so posteriors balanced over the voice see every one
     of them; a copy's scores are then read from the rows of the half it never trained on.
     """
@@ -59,13 +62,14 @@ def cross_fitted(
     probabilities = np.zeros((len(new_voice), len(classes)), np.float32)
     truth = np.array([classes.index(label) for label in new_voice.labels])
     chosen, right = 0, 0
-    for unlabelled, scored in (halves, halves[::-1]):
+    for copy, (unlabelled, scored) in enumerate((halves, halves[::-1]), start=1):
         adapted = copy_model()
         pool = new_voice.subset(unlabelled)
         confident, labels = np.array([], int), np.array([], int)  # unless a round runs
-        for _ in range(rounds):
+        for round_ in range(1, rounds + 1):
             confident, labels = pseudo_labelled(predict(adapted, new_voice)[unlabelled], confidence)
-            fine_tune(adapted, joined(train, pool.subset(confident), [classes[i] for i in labels]))
+            data = joined(train, pool.subset(confident), [classes[i] for i in labels])
+            yield fine_tune(adapted, data, f"copy{copy}-round{round_}")
         chosen += len(confident)
         right += int((labels == truth[unlabelled][confident]).sum())
         probabilities[scored] = predict(adapted, new_voice)[scored]

@@ -30,10 +30,12 @@ from models.recurrent import CELL_NAMES
 from pipelines.core import (
     ConfigError,
     DataError,
+    Fit,
     Prediction,
     Report,
     SearchSpace,
     Splits,
+    Stage,
     Task,
     TaskConfig,
     new_default,
@@ -366,7 +368,7 @@ class SpeechTask(Task):
         speaker_independent = class_probabilities(model, test, cfg.batch_size)
         probabilities = balanced(speaker_independent) if cfg.balanced else speaker_independent
         if cfg.adapt:
-            adapted = self._adapted(model, splits, cfg)
+            adapted: Adapted = splits.stages["adapt"]
             probabilities = adapted.probabilities
             report.metrics["pseudo_labels"] = float(adapted.pseudo_labels)
             if adapted.pseudo_label_accuracy is not None:
@@ -395,7 +397,14 @@ class SpeechTask(Task):
             "confusion": plot_confusion(confusion, classes, title),
         }
 
-    def _adapted(self, model: keras.Model, splits: Splits, cfg: SpeechConfig) -> Adapted:
+    def stages(self, cfg: SpeechConfig, splits: Splits) -> list[Stage]:
+        """``--adapt N``: self-training on the held-out voice, after the main fit (see
+        :mod:`pipelines.speech.adaptation`); the runner fits every copy."""
+        if not cfg.adapt:
+            return []
+        return [Stage("adapt", lambda model: self._adapting(model, splits, cfg), after=True)]
+
+    def _adapting(self, model: keras.Model, splits: Splits, cfg: SpeechConfig):
         """The held-out speaker's recordings scored after self-training (see --adapt)."""
         info = splits.info
 
@@ -408,21 +417,23 @@ class SpeechTask(Task):
             copy.optimizer.learning_rate.assign(cfg.learning_rate / 3)
             return copy
 
-        def fine_tune(copy: keras.Model, examples: Utterances) -> None:
+        def fine_tune(copy: keras.Model, examples: Utterances, name: str) -> Fit:
             training = batched(examples, cfg, info["classes"], augmentation(cfg, info))
             averaging = WeightAveraging(cfg.adapt_epochs // 2 + 1)
-            copy.fit(training, epochs=cfg.adapt_epochs, callbacks=[averaging], verbose=0)
+            return Fit(copy, training, cfg.adapt_epochs, callbacks=[averaging], name=name)
 
-        return cross_fitted(
-            copy_model,
-            info["examples"]["test"],
-            info["examples"]["train"],
-            info["classes"],
-            cfg.adapt,
-            cfg.adapt_confidence,
-            fine_tune,
-            predict,
-            np.random.default_rng(cfg.seed),
+        return (
+            yield from cross_fitted(
+                copy_model,
+                info["examples"]["test"],
+                info["examples"]["train"],
+                info["classes"],
+                cfg.adapt,
+                cfg.adapt_confidence,
+                fine_tune,
+                predict,
+                np.random.default_rng(cfg.seed),
+            )
         )
 
 

@@ -279,6 +279,21 @@ def test_adaptation_logs_the_speaker_independent_score_beside_the_adapted_one(is
     assert metrics["test_accuracy"] == pytest.approx(adapted)
     # One round: the pseudo-labels are the speaker-independent model's own predictions.
     assert abs(metrics["test_pseudo_label_accuracy"] - unadapted) <= 2 / len(predictions)
+    # The runner fitted the adaptation as a stage: one curve per copy, and its time.
+    for copy in ("copy1", "copy2"):
+        assert f"adapt/{copy}-round1/loss" in metrics
+    assert "adapt/train_seconds" in metrics
+
+
+def _drive(plan) -> tuple[list, object]:
+    """Run a stage plan as the runner does (here nothing is trained): what it yielded, and
+    what it returned."""
+    yielded = []
+    try:
+        while True:
+            yielded.append(next(plan))
+    except StopIteration as done:
+        return yielded, done.value
 
 
 def test_cross_fitting_scores_each_half_with_a_copy_adapted_on_the_other():
@@ -295,8 +310,9 @@ def test_cross_fitting_scores_each_half_with_a_copy_adapted_on_the_other():
     def ids(examples):
         return {int(f[0, 0]) for f in examples.frames}
 
-    def fine_tune(copy, examples):
-        seen.setdefault(copy, []).append((ids(examples), list(examples.labels)))
+    def fine_tune(copy, examples, name):
+        seen.setdefault(copy, []).append((ids(examples), list(examples.labels), name))
+        return name
 
     def predict(copy, examples):
         given.append(ids(examples))
@@ -306,10 +322,12 @@ def test_cross_fitting_scores_each_half_with_a_copy_adapted_on_the_other():
         rows[:, 4] = copy / 100  # marks which copy scored a recording
         return rows
 
-    adapted = adaptation.cross_fitted(
+    plan = adaptation.cross_fitted(
         copy_model, voice, train, list("01234"), 2, 0.9, fine_tune, predict,
         np.random.default_rng(0),
     )  # fmt: skip
+    fits, adapted = _drive(plan)
+    assert fits == ["copy1-round1", "copy1-round2", "copy2-round1", "copy2-round2"]
     assert copies == [0, 1] and all(len(seen[c]) == 2 for c in copies)  # two rounds per copy
     assert all(recordings == set(range(10)) for recordings in given)  # balancing sees them all
     scored_by = [
@@ -317,7 +335,7 @@ def test_cross_fitting_scores_each_half_with_a_copy_adapted_on_the_other():
     ]
     assert scored_by[0] | scored_by[1] == set(range(10)) and len(scored_by[0]) == 5
     for copy in copies:
-        for fine_tuned, labels in seen[copy]:
+        for fine_tuned, labels, _ in seen[copy]:
             assert -1 in fine_tuned and not fine_tuned & scored_by[copy]  # never what it scores
             assert labels[1:] == ["1"] * (len(labels) - 1)  # the confident prediction
     assert adapted.pseudo_labels == 5  # recordings 0-4, across the two halves
@@ -327,10 +345,11 @@ def test_cross_fitting_scores_each_half_with_a_copy_adapted_on_the_other():
 
 def test_no_round_scores_with_unadapted_copies_and_reports_no_pseudo_labels():
     voice = Utterances([np.zeros((2, 1), np.float32)] * 4, list("0101"), np.zeros(4))
-    adapted = adaptation.cross_fitted(
+    fits, adapted = _drive(adaptation.cross_fitted(
         lambda: None, voice, voice, list("01"), 0, 0.5, None,
         lambda _, examples: np.tile([0.9, 0.1], (len(examples), 1)), np.random.default_rng(0),
-    )  # fmt: skip
+    ))  # fmt: skip
+    assert fits == []
     assert adapted.pseudo_labels == 0 and adapted.pseudo_label_accuracy is None
     np.testing.assert_allclose(adapted.probabilities, np.tile([0.9, 0.1], (4, 1)))
 
