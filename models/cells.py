@@ -138,6 +138,9 @@ class LSTMCell(keras.layers.Layer, DropoutRNNCell):
 
     Args mirror `keras.layers.LSTMCell`; `dropout`/`recurrent_dropout` must be in [0, 1).
     One dropout mask is drawn per sequence for the inputs and one for `h` (Gal & Ghahramani).
+    `implementation` (1 or 2) is accepted as Keras does: both modes compute the same
+    function, and this cell always runs mode 2's one fused matmul (mode 1's four smaller
+    matmuls per step only helped old hardware).
     """
 
     # z = z_x + z_h feeds the gates directly (the layer-norm cell normalises z_h first).
@@ -162,11 +165,15 @@ class LSTMCell(keras.layers.Layer, DropoutRNNCell):
         dropout: float = 0.0,
         recurrent_dropout: float = 0.0,
         seed: int | None = None,
+        implementation: int = 2,
         **kwargs: Any,
     ) -> None:
         if isinstance(units, bool) or not isinstance(units, int) or units <= 0:
             raise ValueError(f"`units` must be a positive integer, got units={units!r}.")
+        if implementation not in (1, 2):
+            raise ValueError(f"`implementation` must be 1 or 2, got {implementation!r}.")
         super().__init__(**kwargs)
+        self.implementation = implementation
         self.units = units
         self.activation = activations.get(activation)
         self.recurrent_activation = activations.get(recurrent_activation)
@@ -343,6 +350,7 @@ class LSTMCell(keras.layers.Layer, DropoutRNNCell):
             "dropout": self.dropout,
             "recurrent_dropout": self.recurrent_dropout,
             "seed": self.seed,
+            "implementation": self.implementation,
         }
         return {**super().get_config(), **config}
 
@@ -354,21 +362,27 @@ class PeepholeLSTMCell(LSTMCell):
     Peepholes let the gates see the cell state, which helps with precise timing: the input
     and forget gates see c[t-1], the output gate sees the new c[t].
 
-    Args: those of `LSTMCell`, plus `peephole_initializer` for the three `[units]` vectors.
+    Args: those of `LSTMCell`, plus `peephole_initializer` for the three `[units]` vectors;
+    by default (None) they are drawn from `kernel_initializer`, as TensorFlow Addons'
+    `PeepholeLSTMCell` did, so its numbers carry over.
     """
 
-    def __init__(
-        self, units: int, peephole_initializer: Any = "glorot_uniform", **kwargs: Any
-    ) -> None:
+    def __init__(self, units: int, peephole_initializer: Any = None, **kwargs: Any) -> None:
         super().__init__(units, **kwargs)
-        self.peephole_initializer = initializers.get(peephole_initializer)
+        self.peephole_initializer = (
+            None if peephole_initializer is None else initializers.get(peephole_initializer)
+        )
 
     def _build_extra_weights(self) -> None:
         for gate in ("input", "forget", "output"):
             weight = self.add_weight(
                 shape=(self.units,),
                 name=f"{gate}_gate_peephole_weights",
-                initializer=self.peephole_initializer,
+                initializer=(
+                    self.kernel_initializer
+                    if self.peephole_initializer is None
+                    else self.peephole_initializer
+                ),
             )
             setattr(self, f"{gate}_gate_peephole_weights", weight)
 
@@ -410,7 +424,11 @@ class PeepholeLSTMCell(LSTMCell):
     def get_config(self) -> dict:
         return {
             **super().get_config(),
-            "peephole_initializer": initializers.serialize(self.peephole_initializer),
+            "peephole_initializer": (
+                None
+                if self.peephole_initializer is None
+                else initializers.serialize(self.peephole_initializer)
+            ),
         }
 
 

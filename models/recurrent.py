@@ -16,12 +16,16 @@ for it, so its built-in gradients are wrong.
 
 from __future__ import annotations
 
+import functools
+import logging
+import os
 from typing import Any
 
 import keras
 import numpy as np
 import tensorflow as tf
-from keras import ops
+from keras import activations, ops
+from keras.src import backend as keras_backend
 from tensorflow.python.ops.control_flow_util import GraphOrParentsInXlaContext
 
 from models.cells import (
@@ -34,6 +38,8 @@ from models.cells import (
 
 __all__ = [
     "CELL_NAMES",
+    "MIN_CPU_COMPILE_WORK",
+    "PATHS",
     "LSTM",
     "LSTMCell",
     "LayerNormLSTM",
@@ -43,9 +49,12 @@ __all__ = [
     "gate_activations",
     "make_cell",
     "make_recurrent_layer",
+    "select_path",
 ]
 
 CELL_NAMES = ("lstm", "peephole", "layernorm", "gru", "keras")
+
+_LOG = logging.getLogger(__name__)
 
 
 def _in_xla_context() -> bool:
@@ -176,8 +185,23 @@ def _recurrence_with_bptt(
             parallel_iterations=32,
         )
         hs = hs_ta.stack()
+        residuals = (z_tas, m_ta, c_prev_ta, saved_tas)
+        if _in_xla_context():
+            # An XLA-compiled forward hands the backward pass dense tensors (TensorArrays
+            # cannot leave a compiled function); stacking is free there.
+            residuals = (c_prev_ta.stack(), tuple(ta.stack() for ta in saved_tas))
 
         def grad(*d_outputs: Any) -> tuple:
+            if len(residuals) == 4:
+                z_tas, m_ta, c_prev_ta, saved_tas = residuals
+            else:
+                z_tas, m_ta = _gate_arrays(z_x), None
+                if mask is not None:
+                    m_ta = tf.TensorArray(tf.bool, size=steps).unstack(mask)
+                c_prev_ta = tf.TensorArray(dtype, size=steps).unstack(residuals[0])
+                saved_tas = tuple(
+                    tf.TensorArray(dtype, size=steps).unstack(v) for v in residuals[1]
+                )
             d_hs_ta = None
             if return_sequences:
                 d_hs, d_h, d_c = d_outputs
@@ -253,11 +277,27 @@ def _recurrence_with_bptt(
     return tuple(outputs) if return_sequences else (None, *outputs)
 
 
+def _dropout_masks(cell: LSTMCell, sequences: Any, h0: Any, training: bool) -> tuple:
+    """`(input mask [B, D] or None, recurrent mask [B, H] or None)`: one per sequence, as in Keras.
+
+    Keras' `RNN.call` draws them before `inner_loop`; they are read here and passed on as
+    tensors, so an XLA-compiled loop gets them as inputs, not as captures.
+    """
+    dp_mask = cell.get_dropout_mask(sequences[:, 0, :]) if training and cell.dropout > 0 else None
+    rec_mask = None
+    if training and cell.recurrent_dropout > 0:
+        rec_mask = cell.get_recurrent_dropout_mask(h0)
+    return dp_mask, rec_mask
+
+
 def _run_lstm(
     cell: LSTMCell,
     sequences: Any,
-    initial_state: list,
+    h0: Any,
+    c0: Any,
     mask: Any = None,
+    dp_mask: Any = None,
+    rec_mask: Any = None,
     training: bool = False,
     go_backwards: bool = False,
     return_sequences: bool = False,
@@ -274,13 +314,11 @@ def _run_lstm(
     dtype; `gates` maps input/forget/output/cell to `[B, T, H]` when `collect_gates`.
     """
     dtype = state_dtype(cell.compute_dtype)
-    if training and cell.dropout > 0:
+    if dp_mask is not None:
         # One mask per sequence, as keras.layers.LSTM does; applied before projecting.
-        dp_mask = cell.get_dropout_mask(sequences[:, 0, :])
         sequences = sequences * ops.expand_dims(dp_mask, 1)
-    rec_mask = None
-    if training and cell.recurrent_dropout > 0:
-        rec_mask = ops.cast(cell.get_recurrent_dropout_mask(initial_state[0]), dtype)
+    if rec_mask is not None:
+        rec_mask = ops.cast(rec_mask, dtype)
 
     # Go time-major before projecting: transposing [T, B, D] is far cheaper than [T, B, 4H].
     sequences = tf.transpose(sequences, [1, 0, 2])
@@ -292,7 +330,7 @@ def _run_lstm(
             mask = tf.reverse(mask, [0])
     z_x = ops.cast(cell.project_inputs(sequences), dtype)  # [T, B, 4H], one matmul
     weights = cell.step_weights(dtype)
-    h0, c0 = (tf.cast(s, dtype) for s in initial_state)
+    h0, c0 = tf.cast(h0, dtype), tf.cast(c0, dtype)
     keep = return_sequences or collect_gates
     if training and not (unroll or collect_gates):
         # Training: hand-written BPTT (one matmul per step backwards, weight grads batched).
@@ -326,16 +364,113 @@ def _run_lstm(
     return last_output, outputs, [h, c], gates
 
 
+# --- choosing how a call runs its time loop --------------------------------------------------
+
+PATHS = ("cudnn", "xla", "loop")
+# batch x steps x units^2 from which "auto" compiles a CPU loop: the compile (once per
+# shape) then costs less than the time it saves over a few hundred calls.
+MIN_CPU_COMPILE_WORK = 2**25
+
+
+def _gpu_available() -> bool:
+    """The test `keras.layers.LSTM` uses (`keras.src.backend.tensorflow.rnn`)."""
+    return bool(tf.config.list_logical_devices("GPU"))
+
+
+def select_path(
+    *,
+    cudnn_args: bool,
+    use_cudnn: bool | str,
+    recurrent_dropout: float,
+    jit_compile: bool | str,
+    gpu: bool,
+    in_xla: bool,
+    work: int | None = None,
+) -> str:
+    """The time-loop implementation of one call, one of `PATHS`.
+
+    * `"cudnn"`: one cuDNN kernel for the whole sequence, under the conditions of
+      `keras.layers.LSTM`: `use_cudnn` "auto" or True, tanh/sigmoid activations, a bias,
+      `unroll=False` (`cudnn_args`), no recurrent dropout, a GPU, and not inside a function
+      XLA is compiling (cuDNN is no XLA op). Masks must be right-padded, checked at run
+      time: other masks take the loop (where Keras stops with an assertion).
+    * `"xla"`: the fused loop compiled on its own with XLA, when the caller is not compiled
+      already: with `jit_compile=True`, or "auto" on a GPU (one while loop of fused
+      element-wise kernels instead of dozens of tiny kernel launches per step) and on a
+      CPU when a call's `work` (batch x steps x units^2, batch 32 when unknown) reaches
+      `MIN_CPU_COMPILE_WORK`. On a CPU the batch is cut into one shard per inter-op
+      thread, each its own compiled call, so the cores work in parallel without meeting
+      at every step. Each new input shape compiles once (about a second), which is why
+      small calls on a CPU keep the loop.
+    * `"loop"`: the fused `tf.while_loop`, part of the caller's graph (compiled with it when
+      the model is, which is how TPUs run it).
+
+    `use_cudnn=True` where cuDNN cannot run raises, as in Keras.
+    """
+    cudnn_call = cudnn_args and not recurrent_dropout and gpu and not in_xla
+    if use_cudnn in ("auto", True) and cudnn_call:
+        return "cudnn"
+    if use_cudnn is True:
+        raise ValueError(
+            "use_cudnn=True was specified, but cuDNN cannot run this call (it needs a GPU, "
+            "tanh/sigmoid activations, use_bias=True, unroll=False, no recurrent dropout "
+            "and no enclosing XLA compilation). Pass use_cudnn='auto' to fall back to the "
+            "fused loop."
+        )
+    if in_xla or jit_compile is False:
+        return "loop"
+    large = work is not None and work >= MIN_CPU_COMPILE_WORK
+    return "xla" if jit_compile is True or gpu or large else "loop"
+
+
+def _shard_count(batch: int | None) -> int:
+    """Batch shards for the compiled CPU loop: one per inter-op thread, >= 8 rows each."""
+    if _gpu_available():
+        return 1
+    threads = tf.config.threading.get_inter_op_parallelism_threads()
+    threads = threads or len(os.sched_getaffinity(0))
+    if batch is not None:
+        threads = min(threads, batch // 8)
+    return max(1, threads)
+
+
+def _split_batch(tensors: tuple, shards: int) -> list[tuple]:
+    """`tensors` (batch-major, None allowed) cut into `shards` near-equal row blocks."""
+    batch = tf.shape(tensors[0])[0]
+    sizes = [(batch + shards - 1 - i) // shards for i in range(shards)]
+    cut = [None if t is None else tf.split(t, sizes, axis=0) for t in tensors]
+    return [tuple(None if c is None else c[i] for c in cut) for i in range(shards)]
+
+
+def _join(parts: list) -> Any:
+    return None if parts[0] is None else tf.concat(parts, axis=0)
+
+
+class _Compiled:
+    """Holds the XLA-compiled loop out of sight of tf.Module tracking (SavedModel export
+    would otherwise trace and save it as one of the layer's functions)."""
+
+    def __init__(self, fn: Any) -> None:
+        self.fn = tf.function(fn, jit_compile=True)
+
+
 def _cell_property(name: str) -> property:
     """Forwards a hyper-parameter to the cell, as `keras.layers.LSTM` does."""
     return property(lambda self: getattr(self.cell, name), doc=f"The cell's `{name}`.")
 
 
 class _FusedLSTM(keras.layers.RNN):
-    """Base of the fused sequence layers; subclasses pick the cell class and its extra args."""
+    """Base of the fused sequence layers; subclasses pick the cell class and its extra args.
+
+    `jit_compile` ("auto", True, False) compiles the time loop with XLA on its own when the
+    model around it is not compiled: "auto" does so on a GPU. `execution_path` says which
+    implementation the next call takes (see `select_path`); each trace logs it at DEBUG
+    level on the `models.recurrent` logger.
+    """
 
     cell_class: type[LSTMCell] = LSTMCell
     extra_cell_args: tuple[str, ...] = ()
+    use_cudnn: bool | str = False  # only `LSTM` has a cuDNN kernel
 
     def __init__(
         self,
@@ -362,8 +497,12 @@ class _FusedLSTM(keras.layers.RNN):
         go_backwards: bool = False,
         stateful: bool = False,
         unroll: bool = False,
+        implementation: int = 2,
+        jit_compile: bool | str = "auto",
         **kwargs: Any,
     ) -> None:
+        if jit_compile not in ("auto", True, False):
+            raise ValueError(f"`jit_compile` must be 'auto', True or False, got {jit_compile!r}.")
         extra = {k: kwargs.pop(k) for k in self.extra_cell_args if k in kwargs}
         cell = self.cell_class(
             units,
@@ -383,6 +522,7 @@ class _FusedLSTM(keras.layers.RNN):
             dropout=dropout,
             recurrent_dropout=recurrent_dropout,
             seed=seed,
+            implementation=implementation,
             dtype=kwargs.get("dtype"),
             trainable=kwargs.get("trainable", True),
             name="cell",
@@ -399,22 +539,81 @@ class _FusedLSTM(keras.layers.RNN):
             **kwargs,
         )
         self.input_spec = keras.layers.InputSpec(ndim=3)
+        self.jit_compile = jit_compile
+        self._compiled = None
+        self._last_path = None
+
+    def _cudnn_args_ok(self) -> bool:
+        return False
+
+    def _select_path(self, in_xla: bool, shape: tuple | None = None) -> str:
+        work = None
+        if shape is not None and shape[1] is not None:
+            work = (shape[0] or 32) * shape[1] * self.units**2
+        return select_path(
+            cudnn_args=self._cudnn_args_ok(),
+            use_cudnn=self.use_cudnn,
+            recurrent_dropout=self.recurrent_dropout,
+            jit_compile=self.jit_compile,
+            gpu=_gpu_available(),
+            in_xla=in_xla,
+            work=work,
+        )
+
+    @property
+    def execution_path(self) -> str:
+        """`"cudnn"`, `"xla"` or `"loop"` (see `select_path`): the path the last traced call
+        took, or before any call the one a call of unknown size outside XLA would take."""
+        return self._last_path or self._select_path(in_xla=False)
 
     def inner_loop(self, sequences: Any, initial_state: list, mask: Any, training: bool = False):
         if isinstance(mask, (list, tuple)):
             mask = mask[0]
-        last_output, outputs, states, _ = _run_lstm(
-            self.cell,
-            sequences,
-            initial_state,
-            mask=mask,
-            training=training,
+        path = self._select_path(_in_xla_context(), tuple(sequences.shape))
+        self._last_path = path
+        _LOG.debug("%s (%s): %s path", self.name, type(self).__name__, path)
+        if path == "cudnn":
+            return self._cudnn_or_loop(sequences, initial_state, mask, training)
+        return self._loop(sequences, initial_state, mask, training, compiled=path == "xla")
+
+    def _loop(self, sequences, initial_state, mask, training, compiled=False) -> tuple:
+        h0, c0 = initial_state
+        dp_mask, rec_mask = _dropout_masks(self.cell, sequences, h0, training)
+        run = functools.partial(_run_lstm, self.cell)
+        shards = 1
+        if compiled:
+            if self._compiled is None:
+                self._compiled = _Compiled(run)
+            run = self._compiled.fn
+            shards = _shard_count(sequences.shape[0])
+        run = functools.partial(
+            run,
+            training=bool(training),
             go_backwards=self.go_backwards,
             return_sequences=self.return_sequences,
             zero_output_for_mask=self.zero_output_for_mask,
             unroll=self.unroll,
         )
-        return last_output, last_output if outputs is None else outputs, states
+        inputs = (sequences, h0, c0, mask, dp_mask, rec_mask)
+        if shards == 1:
+            last_output, outputs, (h, c), _ = run(*inputs)
+        else:
+            # Independent batch shards: each compiled call runs on its own inter-op thread,
+            # so the cores share the work without meeting at every time step.
+            parts = [run(*shard) for shard in _split_batch(inputs, shards)]
+            last_output, outputs, h, c = (
+                _join([get(p) for p in parts])
+                for get in (
+                    lambda p: p[0],
+                    lambda p: p[1],
+                    lambda p: p[2][0],
+                    lambda p: p[2][1],
+                )
+            )
+        return last_output, last_output if outputs is None else outputs, [h, c]
+
+    def _cudnn_or_loop(self, sequences, initial_state, mask, training) -> tuple:
+        raise NotImplementedError
 
     def call(self, sequences: Any, initial_state: Any = None, mask: Any = None, training=False):
         return super().call(sequences, mask=mask, training=training, initial_state=initial_state)
@@ -423,8 +622,19 @@ class _FusedLSTM(keras.layers.RNN):
     activation = _cell_property("activation")
     recurrent_activation = _cell_property("recurrent_activation")
     use_bias = _cell_property("use_bias")
+    unit_forget_bias = _cell_property("unit_forget_bias")
+    kernel_initializer = _cell_property("kernel_initializer")
+    recurrent_initializer = _cell_property("recurrent_initializer")
+    bias_initializer = _cell_property("bias_initializer")
+    kernel_regularizer = _cell_property("kernel_regularizer")
+    recurrent_regularizer = _cell_property("recurrent_regularizer")
+    bias_regularizer = _cell_property("bias_regularizer")
+    kernel_constraint = _cell_property("kernel_constraint")
+    recurrent_constraint = _cell_property("recurrent_constraint")
+    bias_constraint = _cell_property("bias_constraint")
     dropout = _cell_property("dropout")
     recurrent_dropout = _cell_property("recurrent_dropout")
+    implementation = _cell_property("implementation")
 
     def get_config(self) -> dict:
         cell_config = self.cell.get_config()
@@ -436,6 +646,7 @@ class _FusedLSTM(keras.layers.RNN):
             **base_config,
             **cell_config,
             "activity_regularizer": keras.regularizers.serialize(self.activity_regularizer),
+            "jit_compile": self.jit_compile,
         }
 
     @classmethod
@@ -447,24 +658,107 @@ class _FusedLSTM(keras.layers.RNN):
 class LSTM(_FusedLSTM):
     """Drop-in replacement for `keras.layers.LSTM` (same arguments, weights and outputs).
 
-    The input projection is hoisted out of the time loop (see the module docstring).
+    On a GPU it runs the cuDNN kernel wherever `keras.layers.LSTM` would (`use_cudnn`
+    "auto", True or False, as in Keras; see `select_path`), with the same weights; elsewhere
+    the fused loop, with the input projection hoisted out of it (see the module docstring).
     `unroll=True` unrolls the loop in Python (static, short sequences only).
     """
 
     cell_class = LSTMCell
 
+    def __init__(self, units: int, use_cudnn: bool | str = "auto", **kwargs: Any) -> None:
+        if use_cudnn not in ("auto", True, False):
+            raise ValueError(
+                f"`use_cudnn` must be one of 'auto', True or False, got {use_cudnn!r}."
+            )
+        super().__init__(units, **kwargs)
+        self.use_cudnn = use_cudnn
+        if use_cudnn in ("auto", True) and self._cudnn_args_ok() and _gpu_available():
+            # As keras.layers.LSTM: cuDNN is no XLA op, so the model must not be compiled.
+            self.supports_jit = False
+
+    def _cudnn_args_ok(self) -> bool:
+        return (
+            self.activation is activations.tanh
+            and self.recurrent_activation is activations.sigmoid
+            and not self.unroll
+            and self.use_bias
+        )
+
+    def _cudnn_or_loop(self, sequences, initial_state, mask, training) -> tuple:
+        """Keras' own cuDNN call where the mask allows it (right-padded, no empty row)."""
+
+        def cudnn() -> tuple:
+            inputs = sequences
+            if training and self.dropout > 0:
+                inputs = inputs * ops.expand_dims(self.cell.get_dropout_mask(inputs[:, 0]), 1)
+            last, outputs, states = keras_backend.lstm(
+                inputs,
+                initial_state[0],
+                initial_state[1],
+                mask,
+                kernel=self.cell.kernel,
+                recurrent_kernel=self.cell.recurrent_kernel,
+                bias=self.cell.bias,
+                activation=self.activation,
+                recurrent_activation=self.recurrent_activation,
+                return_sequences=self.return_sequences,
+                go_backwards=self.go_backwards,
+                unroll=self.unroll,
+            )
+            return _same_layout(self, last, outputs, states)
+
+        def loop() -> tuple:
+            return _same_layout(self, *self._loop(sequences, initial_state, mask, training))
+
+        try:
+            if mask is None:
+                return cudnn()
+            return tf.cond(_cudnn_mask_ok(mask), cudnn, loop)
+        except NotImplementedError as error:  # no cuDNN kernel after all (as in Keras)
+            if self.use_cudnn is True:
+                raise ValueError(
+                    "use_cudnn=True was specified, but cuDNN is unavailable."
+                ) from error
+            return self._loop(sequences, initial_state, mask, training)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "use_cudnn": self.use_cudnn}
+
+
+def _cudnn_mask_ok(mask: Any) -> Any:
+    """Scalar bool tensor: cuDNN can run `mask` (right-padded, every row has a step)."""
+    mask = tf.cast(mask, tf.bool)
+    right_padded = tf.sequence_mask(
+        tf.reduce_sum(tf.cast(mask, tf.int32), axis=1), maxlen=tf.shape(mask)[1]
+    )
+    return tf.reduce_all(tf.equal(mask, right_padded)) & tf.reduce_all(tf.reduce_any(mask, axis=1))
+
+
+def _same_layout(layer: _FusedLSTM, last: Any, outputs: Any, states: list) -> tuple:
+    """Both branches of `_cudnn_or_loop` in one layout and dtype, as `tf.cond` needs."""
+    dtype = layer.compute_dtype
+    if not layer.return_sequences:
+        outputs = last
+    return (
+        ops.cast(last, dtype),
+        ops.cast(outputs, dtype),
+        [ops.cast(s, dtype) for s in states],
+    )
+
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class PeepholeLSTM(_FusedLSTM):
-    """Sequence layer over `PeepholeLSTMCell`; arguments of `LSTM` plus `peephole_initializer`."""
+    """Sequence layer over `PeepholeLSTMCell`; arguments of `LSTM` plus `peephole_initializer`
+    (default: `kernel_initializer`, as in TensorFlow Addons)."""
 
     cell_class = PeepholeLSTMCell
     extra_cell_args = ("peephole_initializer",)
 
-    def __init__(
-        self, units: int, peephole_initializer: Any = "glorot_uniform", **kwargs: Any
-    ) -> None:
+    def __init__(self, units: int, peephole_initializer: Any = None, **kwargs: Any) -> None:
         super().__init__(units, peephole_initializer=peephole_initializer, **kwargs)
+
+    peephole_initializer = _cell_property("peephole_initializer")
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -492,6 +786,10 @@ class LayerNormLSTM(_FusedLSTM):
             bias_initializer=bias_initializer,  # None: the cell's symmetry-breaking default
             **kwargs,
         )
+
+    norm_gamma_initializer = _cell_property("norm_gamma_initializer")
+    norm_beta_initializer = _cell_property("norm_beta_initializer")
+    norm_epsilon = _cell_property("norm_epsilon")
 
 
 _LAYERS: dict[str, Any] = {
@@ -551,10 +849,12 @@ def gate_activations(
         layer.build(tuple(inputs.shape))
     batch = ops.shape(inputs)[0]
     state = list(layer.states) if layer.stateful else layer.get_initial_state(batch)
+    h0, c0 = (ops.convert_to_tensor(s) for s in state)
     _, _, _, gates = _run_lstm(
         layer.cell,
         inputs,
-        [ops.convert_to_tensor(s) for s in state],
+        h0,
+        c0,
         mask=mask,
         go_backwards=layer.go_backwards,
         collect_gates=True,
