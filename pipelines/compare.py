@@ -4,7 +4,7 @@ Every cell trains with the same config and the same seeds (``--seeds N`` repeats
 ``seed, seed+1, ...``), each (cell, seed) as a child run under one parent run. The runs go to
 the experiment ``<task>-compare`` (or ``--experiment``), so comparisons do not crowd the task's
 own experiment. The parent gets ``results/comparison.csv`` (per cell: mean and std of every test
-metric, train time and parameter count) and ``figures/validation_curves.png`` (the task's
+metric, train time and parameter count) and ``validation_curves.png`` (the task's
 validation objective per epoch, mean over seeds, cells overlaid); the table is printed too.
 
 Tasks are found by name: ``pipelines.<task>.task`` holds a ``Task`` subclass whose ``name`` is

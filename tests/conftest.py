@@ -106,3 +106,12 @@ def finish(processes: dict[str, subprocess.Popen], timeout: float = 600) -> dict
     for name, process in processes.items():
         assert process.returncode == 0, (name, outputs[name][1][-3000:])
     return {name: out for name, (out, _) in outputs.items()}
+
+
+def logged_models(uri: str, run: mlflow.entities.Run) -> dict[str, mlflow.entities.LoggedModel]:
+    """The MLflow 3 logged models a run produced, by name."""
+    client = mlflow.MlflowClient(uri)
+    found = client.search_logged_models(
+        [run.info.experiment_id], filter_string=f"source_run_id = '{run.info.run_id}'"
+    )
+    return {model.name: model for model in found}

@@ -122,7 +122,7 @@ class RunOptions:
     )
     tracking_uri: str = option("", "MLflow tracking URI (default $MLFLOW_TRACKING_URI or mlruns/)")
     experiment: str = option("", "MLflow experiment name (default: the task name)")
-    run_name: str = option("", "MLflow run name (default: <task>-<cell>-<data>)")
+    run_name: str = option("", "MLflow run name (default: the data set, then cell and settings)")
     resume: bool = option(False, "resume an interrupted run or search from --output")
     output: str = option("", "directory for plain-file results, checkpoints and tuner state")
     jit_compile: bool = option(False, "compile the model with XLA")
@@ -130,6 +130,9 @@ class RunOptions:
         1, "training batches per compiled call (amortises dispatch; 32 or more on a TPU)"
     )
     log_model: bool = option(True, "log the trained model to MLflow")
+    register_model: str = option(
+        "", "register the trained model in the MLflow model registry under this name"
+    )
     model_uri: str = option(
         "",
         "apply this logged model instead of training: runs:/<run id>/model, "
@@ -150,6 +153,8 @@ class RunOptions:
             raise ConfigError("--predict needs --model-uri (e.g. runs:/<run id>/model)")
         if self.model_uri and not self.predict:
             raise ConfigError("--model-uri needs --predict INPUT (what to apply the model to)")
+        if self.register_model and not self.log_model:
+            raise ConfigError("--register-model needs the model logged: drop --no-log-model")
         if self.model_uri and (self.tune or self.resume):
             raise ConfigError(
                 "--model-uri applies a logged model: it trains nothing to --tune or --resume"

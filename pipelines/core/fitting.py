@@ -41,6 +41,8 @@ class Result:
     run_id: str | None = None
     train_seconds: float = 0.0
     parameter_count: int = 0
+    model_id: str | None = None  # the MLflow logged model of ``model``, if it was logged
+    registered: str | None = None  # its model-registry URI (--register-model), if registered
 
 
 def train_and_evaluate(
@@ -51,7 +53,8 @@ def train_and_evaluate(
     merge_validation: bool = False,
 ) -> Result:
     """Seed, load data, build under the strategy, run the stages and the main fit, evaluate,
-    log to the active run.
+    log to the active run: the model (and the task's serving forms of it) first, then the
+    metrics, linked to the Keras model only.
 
     ``merge_validation`` trains on train+validation without validation (the final refit of a
     search, whose epoch count the search already chose); evaluation still sees the real splits.
@@ -89,10 +92,11 @@ def train_and_evaluate(
     report = task.evaluate(model, splits, cfg)
     report.metrics.setdefault("train_seconds", train_seconds)
     report.metrics |= {f"{name}/train_seconds": s for name, s in stage_seconds.items()}
-    metrics = tracking.log_report(report) if chief else tracking.report_metrics(report)
+    model_id = None
     if (opts.log_model if log_model is None else log_model) and chief:
-        tracking.log_keras_model(model, task.input_example(splits))
+        model_id = tracking.log_keras_model(model, task.input_example(splits))
         task.log_serving_model(model, splits, cfg, report)
+    metrics = tracking.log_report(report, model_id) if chief else tracking.report_metrics(report)
     return Result(
         model,
         report,
@@ -100,7 +104,14 @@ def train_and_evaluate(
         metrics,
         train_seconds=train_seconds,
         parameter_count=parameter_count,
+        model_id=model_id,
     )
+
+
+def register(result: Result, opts: RunOptions) -> None:
+    """``--register-model NAME``: the result's logged model as a new version of NAME."""
+    if opts.register_model and result.model_id:
+        result.registered = tracking.register_model(result.model_id, opts.register_model)
 
 
 def rebuilt_copy(task: Task, cfg: TaskConfig, splits: Splits, model: keras.Model) -> keras.Model:

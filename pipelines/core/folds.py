@@ -3,7 +3,7 @@
 A task whose config names several folds (``Task.folds``) trains each as a child run; the parent
 run gets the mean of every test metric under the metric's own name (so it compares with plain
 runs in the MLflow UI), the worst and best fold as ``<metric>_min`` and ``<metric>_max``,
-``results/folds.csv`` (one row per fold) and ``figures/folds.png``.
+``results/folds.csv`` (one row per fold) and ``folds.png``.
 """
 
 from __future__ import annotations

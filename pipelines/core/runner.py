@@ -22,7 +22,7 @@ from pipelines.core.boundary import EXIT_BAD_INPUT, EXIT_INTERRUPTED, guarded
 from pipelines.core.cli import build_parser, split_namespace
 from pipelines.core.config import RunOptions, TaskConfig
 from pipelines.core.errors import ConfigError
-from pipelines.core.fitting import Result, train_and_evaluate
+from pipelines.core.fitting import Result, register, train_and_evaluate
 from pipelines.core.folds import held_out_metrics, mean_history
 from pipelines.core.folds import summary as fold_summary
 from pipelines.core.naming import run_name
@@ -85,6 +85,7 @@ def run(task: Task, cfg: TaskConfig, opts: RunOptions) -> Result:
         cfg.validate()
         result = train_folds_or_one(task, cfg, opts)
         result.run_id = active.info.run_id
+        register(result, opts)
         if output:
             write_outputs(output, result)
     return result
@@ -111,6 +112,8 @@ def train_folds_or_one(task: Task, cfg: TaskConfig, opts: RunOptions) -> Result:
         return train_and_evaluate(task, cfg, opts)
     if opts.resume:
         raise ConfigError("--resume does not combine with folds: rerun the folds from scratch")
+    if opts.register_model:
+        raise ConfigError("--register-model needs one model; folds train one per fold")
     fold_opts = dataclasses.replace(opts, output="")  # fold checkpoints would overwrite each other
     rows, results = [], []
     for name, fold_cfg in folds:

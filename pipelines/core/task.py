@@ -198,7 +198,9 @@ class Task(abc.ABC):
     def log_serving_model(
         self, model: keras.Model, splits: Splits, cfg: TaskConfig, report: Report
     ) -> None:
-        """Log extra deployable forms of the model (e.g. a pyfunc for ``mlflow models serve``).
+        """Log extra deployable forms of the model (e.g. a pyfunc for ``mlflow models serve``)
+        as logged models of the active run, after the Keras model and before the run's metrics
+        (which belong to the Keras model: MLflow would link them to a model logged later).
 
         Most tasks have none: the Keras model the runner logs is what they deploy.
         """

@@ -177,16 +177,21 @@ def report_metrics(report: Report) -> dict[str, float]:
     return {metric_name(k): float(v) for k, v in report.metrics.items()}
 
 
-def log_report(report: Report) -> dict[str, float]:
-    """Log metrics (NaN dropped, with a tag saying so), figures as PNG, tables as CSV."""
+def log_report(report: Report, model_id: str | None = None) -> dict[str, float]:
+    """Log metrics (NaN dropped, with a tag saying so), figures as ``<name>.png`` at the
+    artifact root, tables as ``results/<name>.csv``.
+
+    The metrics are linked to the logged model ``model_id`` (its quality in the Models tab)
+    and to no other model of the run.
+    """
     metrics = report_metrics(report)
     finite = {k: v for k, v in metrics.items() if np.isfinite(v)}
-    mlflow.log_metrics(finite)
+    mlflow.log_metrics(finite, model_id=model_id)
     undefined = sorted(set(metrics) - set(finite))
     if undefined:
         mlflow.set_tag("undefined_metrics", ",".join(undefined))
-    for name, figure in report.figures.items():
-        mlflow.log_figure(figure, f"figures/{name}.png")
+    for name, figure in report.figures.items():  # at the root: MLflow's compare page shows
+        mlflow.log_figure(figure, f"{name}.png")  # only root files side by side
     with tempfile.TemporaryDirectory() as tmp:
         for name, table in report.tables.items():
             path = Path(tmp) / f"{name}.csv"
@@ -200,26 +205,49 @@ def log_report(report: Report) -> dict[str, float]:
 
 
 def log_keras_model(model: keras.Model, input_example: Any) -> str:
-    """Log with the mlflow.keras flavor, signature inferred from a real input batch.
+    """Log ``model`` as the run's MLflow 3 logged model ``model`` (mlflow.keras flavor, input
+    example, signature inferred from a real batch); returns its model id.
 
-    Saved locally, then uploaded: mlflow.keras.log_model (3.17) writes the input example
-    before creating its directory and fails, while save_model into an existing one works.
+    Log it before the run's final metrics (:func:`log_report` links them to it): MLflow links
+    a logged model to every step-0 metric the run already holds, so a second model logged after
+    them (anomaly's scorer) would claim them too.
     """
     signature = mlflow.models.infer_signature(
         input_example, np.asarray(model.predict(input_example, verbose=0))
     )
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "model"
-        path.mkdir()
-        mlflow.keras.save_model(
-            model,
-            str(path),
-            signature=signature,
-            input_example=input_example,
-            pip_requirements=pip_requirements(),
-        )
-        mlflow.log_artifacts(str(path), artifact_path="model")
-    return f"runs:/{mlflow.active_run().info.run_id}/model"
+    info = mlflow.models.Model.log(
+        artifact_path=None,
+        name="model",
+        flavor=_KerasFlavor,
+        flavor_name="mlflow.keras",
+        model=model,
+        signature=signature,
+        input_example=input_example,
+        pip_requirements=pip_requirements(),
+        # Validation reloads and reruns the model only to warn; our tests reload it for real.
+        validate_serving_input=False,
+    )
+    return info.model_id
+
+
+class _KerasFlavor:
+    """``mlflow.keras`` for ``Model.log``, creating the model folder first: mlflow.keras's
+    ``save_model`` writes the input example before it creates the folder, so
+    ``mlflow.keras.log_model(..., input_example=...)`` fails (mlflow/mlflow#16183, 3.17)."""
+
+    @staticmethod
+    def save_model(path: str, validate_serving_input: bool = True, **kwargs: Any) -> None:
+        Path(path).mkdir(parents=True, exist_ok=True)
+        mlflow.keras.save_model(path=path, **kwargs)
+
+
+def register_model(model_id: str, name: str) -> str:
+    """Register the logged model ``model_id`` as a new version of ``name``; its URI."""
+    try:
+        version = mlflow.register_model(f"models:/{model_id}", name)
+    except mlflow.exceptions.MlflowException as exc:
+        raise TrackingError(f"cannot register the model as {name!r}: {exc.message}") from None
+    return f"models:/{name}/{version.version}"
 
 
 def pip_requirements() -> list[str]:

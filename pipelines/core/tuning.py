@@ -10,7 +10,7 @@ objective and its epoch count as metrics), ending FAILED with an ``error`` tag w
 KerasTuner then records the trial as failed and the search goes on. The parent run gets the
 best hyperparameters (``best_*`` params), the best configuration retrained on train+validation
 for the best trial's epoch count, its ``test_*`` metrics, the model, a table of all trials and
-``figures/tuning_objective.png``.
+``tuning_objective.png``.
 
 Distributed search uses KerasTuner's own chief/worker mode (``KERASTUNER_TUNER_ID``,
 ``KERASTUNER_ORACLE_IP``, ``KERASTUNER_ORACLE_PORT``; a tuner id containing "chief" serves the
@@ -44,7 +44,7 @@ import pandas as pd
 from pipelines.core import tracking
 from pipelines.core.config import RunOptions, TaskConfig
 from pipelines.core.errors import ConfigError, PipelineError
-from pipelines.core.fitting import Result, fit, run_stages, train_and_evaluate
+from pipelines.core.fitting import Result, fit, register, run_stages, train_and_evaluate
 from pipelines.core.naming import run_name
 from pipelines.core.plotting import figure
 from pipelines.core.strategy import select_strategy
@@ -294,12 +294,11 @@ def finish_search(task: Task, cfg: TaskConfig, opts: RunOptions, tuner: kt.Tuner
         {f"best_{k}": v for k, v in best_values.items()}
         | {"best_trial_id": best.trial_id, "best_epochs": epochs}
     )
-    mlflow.log_metric(f"best_{task.objective}", best.score)
-    mlflow.log_figure(
-        plot_objective(trials, task.objective, task.direction), "figures/tuning_objective.png"
-    )
-    tracking.log_report(Report(tables={"trials": trials}))
+    mlflow.log_metric(f"best_{task.objective}", best.score, model_id=result.model_id)
+    figure = plot_objective(trials, task.objective, task.direction)
+    tracking.log_report(Report(tables={"trials": trials}, figures={"tuning_objective": figure}))
     result.report.tables["trials"] = trials
+    register(result, opts)
     return result
 
 

@@ -16,7 +16,7 @@ from pipelines.anomaly.streaming import StreamingDetector
 from pipelines.anomaly.task import AnomalyConfig, AnomalyTask, score_series
 from pipelines.core import RunOptions, main, run
 from pipelines.datasets import load_series
-from tests.conftest import free_port, runs_of
+from tests.conftest import free_port, logged_models, runs_of
 
 TINY = ["--epochs", "2", "--units", "8", "--window", "32", "--batch-size", "32", "--stride", "8"]
 
@@ -71,18 +71,17 @@ def test_default_run_is_fully_tracked(trained):
     artifacts = mlflow.artifacts.download_artifacts(run_id=logged.info.run_id, tracking_uri=uri)
     names = {str(p.relative_to(artifacts)) for p in Path(artifacts).rglob("*") if p.is_file()}
     for name in (
-        "figures/series.png",
-        "figures/score.png",
-        "figures/error_histogram.png",
-        "figures/gates.png",
+        "series.png",
+        "score.png",
+        "error_histogram.png",
+        "gates.png",
         "results/anomalies.csv",
         "results/windows.csv",
         "results/detector.json",
-        "model/MLmodel",
-        "model/input_example.json",
         "config.json",
     ):
         assert name in names
+    assert set(logged_models(uri, logged)) == {"model", "scorer"}
 
 
 def test_logged_model_reloads_and_predicts_the_same(trained):

@@ -50,7 +50,7 @@ def test_two_cells_give_two_child_runs_a_table_and_a_figure(workdir, tracking_ur
         child = by_cell[row["cell"]]
         assert row["test_roc_auc_mean"] == pytest.approx(child.data.metrics["test_roc_auc"])
         assert str(row["parameter_count"]) == child.data.params["parameter_count"]
-    assert (Path(local) / "figures" / "validation_curves.png").stat().st_size > 1000
+    assert (Path(local) / "validation_curves.png").stat().st_size > 1000
     assert (workdir / "out" / "comparison.csv").exists()
     assert "test_roc_auc" in out and "±" in out
 

@@ -13,7 +13,7 @@ import pytest
 from pipelines.core import RunOptions, main, run
 from pipelines.forecast import baselines, metrics
 from pipelines.forecast.task import ForecastConfig, ForecastTask, spread_origins
-from tests.conftest import runs_of
+from tests.conftest import logged_models, runs_of
 
 TINY = [
     "--epochs",
@@ -158,15 +158,15 @@ def test_default_run_is_fully_tracked(trained):
     artifacts = mlflow.artifacts.download_artifacts(run_id=logged.info.run_id, tracking_uri=uri)
     names = {str(p.relative_to(artifacts)) for p in Path(artifacts).rglob("*") if p.is_file()}
     for name in (
-        "figures/forecast.png",
-        "figures/error_by_step.png",
-        "model/MLmodel",
+        "forecast.png",
+        "error_by_step.png",
         "results/forecast_metrics.csv",
         "results/forecasts.csv",
         "results/forecaster.json",
         "config.json",
     ):
         assert name in names
+    assert set(logged_models(uri, logged)) == {"model"}
     assert result.report.artifacts["forecaster"]["season"] == 336
 
 

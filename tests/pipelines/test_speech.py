@@ -38,7 +38,7 @@ from pipelines.speech.utterances import (
     speaker_normalized,
     split_speaker,
 )
-from tests.conftest import runs_of
+from tests.conftest import logged_models, runs_of
 from tests.pipelines import fsdd_sample
 
 TINY = dict(epochs=1, units=8, layers=1, utterances=48, conv_filters=8, batch_size=32)
@@ -142,14 +142,14 @@ def test_ctc_run_is_fully_tracked(ctc_run):
         assert 0.0 <= logged.data.metrics[key] <= 10.0
     names = _artifacts(uri, logged.info.run_id)
     for name in (
-        "figures/utterance.png",
-        "figures/confusion.png",
+        "utterance.png",
+        "confusion.png",
         "results/predictions.csv",
         "results/data.json",
-        "model/MLmodel",
         "config.json",
     ):
         assert name in names
+    assert set(logged_models(uri, logged)) == {"model"}
     assert (out / "predictions.csv").is_file() and (out / "metrics.json").is_file()
 
 
@@ -250,7 +250,7 @@ def test_isolated_speaker_split_holds_out_one_speaker(isolated_run):
     assert speakers["test"] == ["speaker_3"]
     assert "speaker_3" not in speakers["train"] + speakers["validation"]
     names = _artifacts(uri, logged.info.run_id)
-    assert {"figures/utterance.png", "figures/confusion.png"} <= names
+    assert {"utterance.png", "confusion.png"} <= names
     mlflow.set_tracking_uri(uri)
     reloaded = mlflow.keras.load_model(f"runs:/{logged.info.run_id}/model")
     voice = audio_batch([tone(d, seconds=0.3 + 0.05 * d, seed=d).astype("f4") for d in range(4)])
@@ -512,9 +512,7 @@ def test_every_speaker_held_out_in_turn_gives_child_runs_and_their_summary(
     assert summary["test_accuracy_min"] == min(accuracies)
     assert summary["test_accuracy_max"] == max(accuracies)
     assert summary["test_errors"] == pytest.approx(np.mean([6 - 6 * a for a in accuracies]))
-    assert {"results/folds.csv", "figures/folds.png"} <= _artifacts(
-        shared_store, parent.info.run_id
-    )
+    assert {"results/folds.csv", "folds.png"} <= _artifacts(shared_store, parent.info.run_id)
     table = pd.read_csv(out / "folds.csv")
     assert table["fold"].tolist() == ["ann", "bob"]
     assert table["test_accuracy"].tolist() == pytest.approx(

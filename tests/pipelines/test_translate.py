@@ -204,9 +204,9 @@ def test_tiny_run_is_fully_tracked(trained):
                 "baseline_retrieval_test_bleu", "baseline_retrieval_test_chrf"):  # fmt: skip
         assert 0.0 <= logged.data.metrics[key] <= 100.0
     client = mlflow.MlflowClient(uri)
-    artifacts = {a.path for folder in ("figures", "results") for a in
+    artifacts = {a.path for folder in (None, "results") for a in
                  client.list_artifacts(logged.info.run_id, folder)}  # fmt: skip
-    assert {"figures/attention.png", "results/vocabulary.json", "results/data.json",
+    assert {"attention.png", "results/vocabulary.json", "results/data.json",
             "results/translations.csv"} <= artifacts  # fmt: skip
     data = mlflow.artifacts.load_dict(f"runs:/{logged.info.run_id}/results/data.json")
     assert data["catalog_count"] == 2 and data["pairs"] == 80

@@ -19,7 +19,7 @@ import pytest
 from pipelines.anomaly.task import AnomalyConfig, AnomalyTask
 from pipelines.core import RunOptions, main, run
 from pipelines.core.tuning import TaskHyperModel
-from tests.conftest import finish, free_port, mlflow_server, reaped, runs_of
+from tests.conftest import finish, free_port, logged_models, mlflow_server, reaped, runs_of
 from tests.pipelines.test_anomaly import ecg_like_csv
 
 REPO = Path(__file__).parents[2]
@@ -106,13 +106,13 @@ def test_parent_holds_best_hyperparameters_retrained_model_and_figure(searched):
     assert result.model.count_params() == int(params["parameter_count"])
     names = artifact_names(uri, parent.info.run_id)
     for name in (
-        "figures/tuning_objective.png",
+        "tuning_objective.png",
         "results/trials.csv",
-        "model/MLmodel",
-        "figures/series.png",
+        "series.png",
         "config.json",
     ):
         assert name in names
+    assert set(logged_models(uri, parent)) == {"model", "scorer"}
     assert (out / "metrics.json").exists() and (out / "tuner" / "anomaly" / "oracle.json").exists()
 
 
