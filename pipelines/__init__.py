@@ -1,6 +1,7 @@
 """Applied LSTM pipelines: ``python -m pipelines.<task>``."""
 
 import contextlib
+import logging
 import os
 
 
@@ -25,3 +26,5 @@ if not os.environ.get("PIPELINES_TF_VERBOSE"):
         import tensorflow as _tf
 
         _tf.config.list_physical_devices()
+    # absl warnings (TFDS, TensorFlow) are notes to developers: a line each before an error.
+    logging.getLogger("absl").setLevel(logging.ERROR)

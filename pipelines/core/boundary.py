@@ -73,6 +73,25 @@ def sigterm_interrupts() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+@contextlib.contextmanager
+def uninterrupted() -> Iterator[None]:
+    """Hold Ctrl-C and SIGTERM back while a checkpoint is written (an exception raised inside
+    h5py or between two files would leave it half-written); they act right after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list[int] = []
+    held = (signal.SIGINT, signal.SIGTERM)
+    previous = {s: signal.signal(s, lambda signum, frame: pending.append(signum)) for s in held}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        if pending:
+            signal.raise_signal(pending[0])
+
+
 def describe(exc: BaseException) -> str | None:
     """One line for an expected failure, None for a bug (which keeps its traceback)."""
     if isinstance(exc, PipelineError):
@@ -85,10 +104,14 @@ def describe(exc: BaseException) -> str | None:
 
 def one_line(text: str) -> str:
     """The first meaningful line of ``text``; an HTML page is named, not printed."""
-    if re.search(r"<(!doctype|html|head|body)\b", text, re.IGNORECASE):
+    html = re.search(r"<(!doctype|html|head|body)\b", text, re.IGNORECASE)
+    if html:
+        head = text[: html.start()].strip().rstrip("'\"").strip().removesuffix("Response body:")
+        before = one_line(head) if head.strip() else ""
         return (
-            "the server answered with an HTML page instead of MLflow's API "
-            "(is the tracking URI an MLflow server?)"
+            f"{before}{' ' if before else ''}(the server "
+            "answered with an HTML page instead of MLflow's API: is the tracking URI an MLflow "
+            "server?)"
         )
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     line = lines[0] if lines else "unknown error"
@@ -105,12 +128,18 @@ def _os_error(exc: OSError) -> str:
 
 def _mlflow_error(exc: Exception) -> str:
     message = getattr(exc, "message", None) or str(exc)
-    return f"MLflow: {one_line(message)}"
+    return f"MLflow store {_tracking_uri()}: {one_line(message)}"
 
 
 def _store_error(exc: Exception) -> str:
     orig = getattr(exc, "orig", None) or exc
-    return f"MLflow store: {one_line(str(orig))}"
+    return f"MLflow store {_tracking_uri()}: {one_line(str(orig))}"
+
+
+def _tracking_uri() -> str:
+    import mlflow
+
+    return mlflow.get_tracking_uri()
 
 
 def _network_error(exc: Exception) -> str:

@@ -11,6 +11,7 @@ import hashlib
 import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pipelines.core.errors import DataError
 
@@ -38,3 +39,32 @@ class PackagedFile:
         if digest != self.sha256:
             raise DataError(f"{path} has an unexpected checksum; run: {install}")
         return path
+
+
+def prepared_builder(name: str, data_dir: str | None = None) -> Any:
+    """The TFDS builder ``name``, ready to read and never downloading anything.
+
+    Our own builders read files shipped in pip packages and are prepared on first use; any
+    other catalogue data set must have been prepared beforehand (on a machine with network):
+    otherwise a DataError says so at once, instead of retrying a download for minutes and
+    leaving temporary files in the TFDS data folder.
+    """
+    import tensorflow_datasets as tfds
+
+    try:
+        builder = tfds.builder(name, data_dir=data_dir)
+    except tfds.core.registered.DatasetNotFoundError:
+        raise DataError(f"unknown TFDS data set {name!r}") from None
+    if builder.is_prepared():
+        return builder
+    if not type(builder).__module__.startswith("pipelines."):
+        raise DataError(
+            f"tfds:{name} is not prepared in {builder.data_dir_root} and needs a download, "
+            f"which these pipelines never do: prepare it once with `tfds build {name}` on a "
+            "machine with network access"
+        )
+    tfds.disable_progress_bar()
+    builder.download_and_prepare(
+        download_config=tfds.download.DownloadConfig(try_download_gcs=False)
+    )
+    return builder

@@ -18,7 +18,7 @@ from typing import Any
 import keras
 import mlflow
 
-from pipelines.core.boundary import describe
+from pipelines.core.boundary import describe, uninterrupted
 from pipelines.core.config import RunOptions, TaskConfig
 from pipelines.core.errors import ConfigError, TrackingError
 from pipelines.core.outputs import PRIVATE, OutputFolder, process_alive
@@ -51,9 +51,10 @@ def interruption(folder: OutputFolder) -> str | None:
 def run_to_continue(folder: OutputFolder, cfg: TaskConfig, opts: RunOptions) -> str | None:
     """The MLflow run a run in ``folder`` continues (None: a new one), or ConfigError."""
     previous = folder.run_id
+    where = f"--output {folder.path}"
+    close_orphans(folder, keep=previous)
     if previous is None:
         return None
-    where = f"--output {folder.path}"
     status = run_status(previous)
     pid, host = folder.state.get("pid"), folder.state.get("host")
     if status in (None, "RUNNING") and process_alive(pid, host):
@@ -91,6 +92,36 @@ def run_to_continue(folder: OutputFolder, cfg: TaskConfig, opts: RunOptions) -> 
                 f"with {recorded[name]!r}: resume with the run's flags, or drop --resume"
             )
     return previous
+
+
+def close_orphans(folder: OutputFolder, keep: str | None) -> None:
+    """Runs of this ``--output`` left RUNNING by a process that is gone (a SIGKILL before the
+    first checkpoint, so ``run.json`` never named them) are marked KILLED, each with a note;
+    one whose process still runs makes the folder busy."""
+    path = str(folder.path.resolve())
+    if "'" in path:
+        return  # not expressible in MLflow's filter syntax; run.json still guards the folder
+    found = mlflow.search_runs(
+        filter_string=f"tags.output = '{path}' and attributes.status = 'RUNNING'",
+        output_format="list",
+    )
+    for run in found:
+        if run.info.run_id == keep:
+            continue
+        pid, host = run.data.tags.get("pid"), run.data.tags.get("host")
+        alive = process_alive(int(pid) if (pid or "").isdigit() else None, host)
+        if alive:
+            raise ConfigError(
+                f"--output {folder.path} is in use: run {run.info.run_id} is still running "
+                f"(pid {pid})"
+            )
+        if alive is False:
+            mark_killed(run.info.run_id, f"its process ({pid} on {host}) ended without closing it")
+            print(
+                f"note: run {run.info.run_id} of --output {folder.path} was left RUNNING by a "
+                "process that is gone; marked KILLED",
+                file=sys.stderr,
+            )
 
 
 def run_status(run_id: str) -> str | None:
@@ -148,9 +179,10 @@ class Checkpoints(keras.callbacks.BackupAndRestore):
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         metrics = epoch_metrics(logs, self.prefix)
-        if self.log:
-            self._append({"epoch": epoch, "metrics": metrics})
-        super().on_epoch_end(epoch, logs)
+        with uninterrupted():
+            if self.log:
+                self._append({"epoch": epoch, "metrics": metrics})
+            super().on_epoch_end(epoch, logs)
         if self.log and metrics:
             self._send(epoch, metrics)
 

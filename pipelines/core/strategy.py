@@ -14,7 +14,7 @@ from pipelines.core.errors import ConfigError
 def select_strategy(name: str) -> tf.distribute.Strategy:
     """``auto`` picks multi-worker under TF_CONFIG, mirrored with several GPUs, else the default."""
     if name == "auto":
-        if os.environ.get("TF_CONFIG"):
+        if cluster_config():
             name = "multiworker"
         elif len(tf.config.list_logical_devices("GPU")) > 1:
             name = "mirrored"
@@ -23,7 +23,7 @@ def select_strategy(name: str) -> tf.distribute.Strategy:
     if name == "mirrored":
         return tf.distribute.MirroredStrategy()
     if name == "multiworker":
-        if not os.environ.get("TF_CONFIG"):
+        if not cluster_config():
             raise ConfigError("--strategy multiworker needs TF_CONFIG describing the cluster")
         _patch_keras_multiworker()
         return tf.distribute.MultiWorkerMirroredStrategy()
@@ -40,13 +40,36 @@ def select_strategy(name: str) -> tf.distribute.Strategy:
 
 def is_chief() -> bool:
     """True on the one process that should log to MLflow and write outputs."""
-    config = json.loads(os.environ.get("TF_CONFIG", "{}") or "{}")
+    config = cluster_config()
     task = config.get("task", {})
     return task.get("type", "chief") == "chief" or (
         task.get("type") == "worker"
         and task.get("index", 0) == 0
         and "chief" not in config.get("cluster", {})
     )
+
+
+def cluster_config() -> dict:
+    """``$TF_CONFIG`` parsed and checked (``{}`` when unset): a malformed one is one line."""
+    text = os.environ.get("TF_CONFIG", "").strip()
+    if not text:
+        return {}
+    try:
+        config = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"TF_CONFIG is not valid JSON ({exc.msg} at char {exc.pos})") from None
+    task = config.get("task", {}) if isinstance(config, dict) else None
+    if not (
+        isinstance(config, dict)
+        and isinstance(config.get("cluster", {}), dict)
+        and isinstance(task, dict)
+        and isinstance(task.get("index", 0), int)
+    ):
+        raise ConfigError(
+            'TF_CONFIG must be a JSON object like {"cluster": {"worker": ["host:port", ...]}, '
+            '"task": {"type": "worker", "index": 0}}'
+        )
+    return config
 
 
 def spans_workers(strategy: tf.distribute.Strategy) -> bool:

@@ -114,6 +114,7 @@ def read_series_csv(
         raise DataError(f"{path.name} has no numeric value column")
     values = np.column_stack([_numeric(frame[c], c, path.name, fill_missing) for c in columns])
     values = _check_finite(values, path.name, fill_missing)
+    _check_float32_range(values, path.name)
     timestamps = _timestamps(frame, time_column, path.name)
     labels = None
     if label_column:
@@ -176,6 +177,19 @@ def _numeric(cells: pd.Series, column: str, name: str, fill_missing: bool) -> np
             f"row {row}: {cells.iloc[row]!r}); fix them or pass --fill-missing to interpolate them"
         )
     return parsed.to_numpy(np.float64, na_value=np.nan)
+
+
+def _check_float32_range(values: np.ndarray, name: str) -> None:
+    """Models scale the values in float32 by their variance: a value whose square exceeds
+    float32's range (|v| > 1.8e19) would make it inf and the training meaningless."""
+    limit = float(np.sqrt(np.finfo(np.float32).max))
+    beyond = np.abs(values) > limit
+    if beyond.any():
+        first = int(np.argwhere(beyond)[0, 0])
+        raise DataError(
+            f"{name} has {int(beyond.sum())} value(s) beyond ±{limit:.1e}, whose variance "
+            f"overflows float32 (first at row {first}): rescale the column"
+        )
 
 
 def _check_finite(values: np.ndarray, name: str, fill_missing: bool) -> np.ndarray:
@@ -282,7 +296,13 @@ class Standardizer:
 
     @classmethod
     def fit(cls, values: np.ndarray) -> Standardizer:
+        values = np.asarray(values, np.float64)  # float32 sums of values near 1e38 overflow
         std = values.std(axis=0)
+        if values.size and not (std > 0).any():
+            raise DataError(
+                "every value column of --data is constant over the training part: there is "
+                "nothing to learn"
+            )
         return cls(values.mean(axis=0), np.where(std > 0, std, 1.0))
 
     def transform(self, values: np.ndarray) -> np.ndarray:

@@ -27,9 +27,12 @@ from pipelines.core.task import Report
 DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
 # MLflow's INFO chatter (database creation, migrations) would bury our one-line errors.
 logging.getLogger("mlflow").setLevel(logging.WARNING)
+logging.getLogger("urllib3").setLevel(logging.ERROR)  # a line per retried connection
 # Fail fast on an unreachable server instead of MLflow's minutes of retries.
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+# Progress bars of artifact downloads (loading a model) would surround an error line.
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
 def resolve_tracking_uri(uri: str = "") -> str:
@@ -64,7 +67,9 @@ def use_experiment(name: str) -> str:
             _create_experiment(name)
         experiment = mlflow.set_experiment(name)
     except mlflow.exceptions.MlflowException as exc:
-        raise TrackingError(f"cannot open MLflow experiment {name!r}: {exc.message}") from None
+        raise TrackingError(
+            f"cannot open MLflow experiment {name!r} in {mlflow.get_tracking_uri()}: {exc.message}"
+        ) from None
     return experiment.experiment_id
 
 

@@ -16,7 +16,7 @@ import pandas as pd
 import tensorflow_datasets as tfds
 
 from pipelines.core.errors import DataError
-from pipelines.core.packaged import PackagedFile
+from pipelines.core.packaged import PackagedFile, prepared_builder
 from pipelines.core.timeseries import TimeSeries
 
 MITDB = PackagedFile(
@@ -107,13 +107,10 @@ def load_series(name: str, data_dir: str | None = None) -> TimeSeries:
     the builder has one, is appended and marked by ``test_start``)."""
     builder_name = name.removeprefix("tfds:")
     try:
-        builder = tfds.builder(builder_name, data_dir=data_dir)
+        tfds.builder_cls(builder_name)
     except tfds.core.registered.DatasetNotFoundError:
         raise DataError(f"unknown data set {name!r}; known series: {', '.join(SERIES)}") from None
-    tfds.disable_progress_bar()
-    builder.download_and_prepare(
-        download_config=tfds.download.DownloadConfig(try_download_gcs=False)
-    )
+    builder = prepared_builder(builder_name, data_dir)  # never a download
     splits = list(builder.info.splits)
     parts = [s for s in ("full", "train") if s in splits] or splits[:1]
     if "test" in splits and "test" not in parts:

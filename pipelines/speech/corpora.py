@@ -150,8 +150,12 @@ def speaker_of(name: str) -> str:
 
 def parse_transcripts(path: Path) -> list[tuple[str, str]]:
     """``(file name, digit string)`` per line; DataError on text outside the vocabulary."""
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError:
+        raise DataError(f"{path} is not UTF-8 text (lines: `name.wav 3 1 4`)") from None
     entries = []
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
+    for number, line in enumerate(text.splitlines(), start=1):
         line = line.strip()
         if not line or line.startswith("#"):
             continue

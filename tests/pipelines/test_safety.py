@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import signal
+import socket
 import subprocess
 import sys
 import time
@@ -24,10 +27,10 @@ import tensorflow as tf
 from pipelines.core import main, run
 from pipelines.core.config import RunOptions, TaskConfig, new_default, option
 from pipelines.core.errors import ConfigError
-from pipelines.core.outputs import OutputFolder, replace_folder
+from pipelines.core.outputs import OutputFolder, replace_folder, writable
 from pipelines.core.resume import JOURNAL, Checkpoints
 from pipelines.core.task import Report, Splits, Task
-from tests.conftest import reaped
+from tests.conftest import reaped, runs_of
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -104,6 +107,7 @@ def test_an_export_replaces_an_earlier_export_but_not_a_file_added_to_it(tmp_pat
 
 @dataclass
 class LinearConfig(TaskConfig):
+    data: str = new_default("data", "linear")
     epochs: int = new_default("epochs", 4)
     patience: int = new_default("patience", 0)
     learning_rate: float = new_default("learning_rate", 0.05)
@@ -137,6 +141,14 @@ class LinearTask(Task):
 
     def evaluate(self, model: keras.Model, splits: Splits, cfg: LinearConfig) -> Report:
         return Report(metrics={"mse": float(model.evaluate(splits.test, verbose=0))})
+
+
+@pytest.fixture(autouse=True)
+def no_active_experiment_left():
+    """Runs here select experiments of the module's store; later tests must not inherit one."""
+    yield
+    mlflow.tracking.fluent._active_experiment_id = None
+    os.environ.pop("MLFLOW_EXPERIMENT_ID", None)
 
 
 @pytest.fixture(scope="module")
@@ -226,22 +238,16 @@ def test_a_rerun_without_resume_keeps_the_interrupted_run(workdir, store, capsys
 
 
 def test_a_rerun_after_a_sigkill_before_any_checkpoint_closes_the_orphan(workdir, store, capsys):
-    mlflow.set_tracking_uri(store)
-    mlflow.set_experiment("orphan")
-    with mlflow.start_run() as orphan:
-        pass
-    mlflow.MlflowClient(store).update_run(orphan.info.run_id, "RUNNING")
-    gone = subprocess.Popen(["true"])
-    gone.wait()
-    OutputFolder("out").start_run(orphan.info.run_id, {})
-    state = json.loads(Path("out/run.json").read_text()) | {"pid": gone.pid}
+    orphan = running_run(store, "orphan")
+    OutputFolder("out").start_run(orphan, {})
+    state = json.loads(Path("out/run.json").read_text()) | {"pid": dead_pid()}
     Path("out/run.json").write_text(json.dumps(state))
     code = main(
         LinearTask(), ["--tracking-uri", store, "--experiment", "orphan", "--output", "out"]
     )
     assert code == 0
-    assert f"run {orphan.info.run_id} of --output out was left RUNNING" in capsys.readouterr().err
-    closed = mlflow.MlflowClient(store).get_run(orphan.info.run_id)
+    assert f"run {orphan} of --output out was left RUNNING" in capsys.readouterr().err
+    closed = mlflow.MlflowClient(store).get_run(orphan)
     assert (
         closed.info.status == "KILLED" and "ended without closing it" in closed.data.tags["error"]
     )
@@ -322,3 +328,284 @@ def test_four_first_runs_on_a_new_store_all_finish(tmp_path):
     client = mlflow.MlflowClient(uri)
     runs = client.search_runs([client.get_experiment_by_name("first").experiment_id])
     assert len(runs) == 4 and {r.info.status for r in runs} == {"FINISHED"}
+
+
+# 8. SIGTERM ends a run KILLED like Ctrl-C; runs whose process is gone are found and closed
+
+LINEAR_CLI = (
+    "import sys; from pipelines.core import main; from tests.pipelines.test_safety import "
+    "LinearTask; sys.exit(main(LinearTask(), sys.argv[1:]))"
+)
+
+
+def test_sigterm_ends_the_run_killed_with_its_checkpoints_kept(workdir, store):
+    argv = ["--tracking-uri", store, "--experiment", "sigterm", "--output", "out", "--pause", "0.3"]
+    metadata = workdir / "out/.pipelines/checkpoints/training_metadata.json"
+    with reaped() as processes, open(workdir / "stderr.txt", "w+") as err:
+        process = processes["run"] = subprocess.Popen(
+            [sys.executable, "-c", LINEAR_CLI, *argv],
+            cwd=workdir,
+            env=os.environ | {"PYTHONPATH": str(REPO)},
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
+        deadline = time.monotonic() + 300
+        while not metadata.exists():  # one epoch saved, the next under way
+            assert process.poll() is None and time.monotonic() < deadline, "no checkpoint"
+            time.sleep(0.05)
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=120)
+        err.seek(0)
+        lines = err.read().strip().splitlines()
+    assert process.returncode == 143 and lines == ["terminated (SIGTERM)"]
+    run_id = json.loads((workdir / "out/run.json").read_text())["run_id"]
+    killed = mlflow.MlflowClient(store).get_run(run_id)
+    assert killed.info.status == "KILLED" and killed.data.tags["error"] == "terminated by SIGTERM"
+    assert metadata.exists()
+    assert main(LinearTask(), [*argv, "--resume"]) == 0
+    assert loss_steps(store, run_id) == [1, 2, 3, 4]
+
+
+def dead_pid() -> int:
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    return gone.pid
+
+
+def running_run(store: str, experiment: str, **tags: str) -> str:
+    """A run left RUNNING by a process that no longer exists (as after a SIGKILL)."""
+    mlflow.set_tracking_uri(store)
+    mlflow.set_experiment(experiment)
+    with mlflow.start_run(tags={"pid": str(dead_pid()), "host": socket.gethostname()} | tags):
+        run_id = mlflow.active_run().info.run_id
+    mlflow.MlflowClient(store).update_run(run_id, "RUNNING")
+    return run_id
+
+
+def test_runs_cleanup_marks_runs_whose_process_is_gone_killed(workdir, store, capsys):
+    from pipelines.runs import main as runs_main
+
+    gone = running_run(store, "cleanup", output="/data/out")
+    assert runs_main(["--tracking-uri", store]) == 0
+    listed = capsys.readouterr().out
+    assert f"process gone: run {gone}" in listed and "--resume (--output /data/out)" in listed
+    assert mlflow.MlflowClient(store).get_run(gone).info.status == "RUNNING"  # only listed
+    assert runs_main(["--tracking-uri", store, "--cleanup"]) == 0
+    assert f"marked KILLED: run {gone}" in capsys.readouterr().out
+    closed = mlflow.MlflowClient(store).get_run(gone)
+    assert (
+        closed.info.status == "KILLED" and "ended without closing it" in closed.data.tags["error"]
+    )
+
+
+def test_a_run_closes_runs_of_its_output_killed_before_their_first_checkpoint(
+    workdir, store, capsys
+):
+    orphan = running_run(store, "orphans", output=str(workdir / "out"))
+    argv = ["--tracking-uri", store, "--experiment", "orphans", "--output", "out", "--epochs", "1"]
+    assert main(LinearTask(), argv) == 0
+    assert f"note: run {orphan} of --output out was left RUNNING" in capsys.readouterr().err
+    assert mlflow.MlflowClient(store).get_run(orphan).info.status == "KILLED"
+
+
+# 7. every expected failure: one line naming the file, flag or store, exit 2, no traceback, no
+# file left in --output, the MLflow run (if one started) FAILED. All fail before training.
+
+PIPELINES = ("anomaly", "forecast", "speech", "captioning", "sentiment", "translate", "textgen")
+
+
+def read_only_folder(tmp: Path) -> Path:
+    """A folder nobody can create files in (root ignores permission bits: a read-only mount)."""
+    folder = tmp / "read-only"
+    folder.mkdir()
+    folder.chmod(0o555)
+    if writable(folder):
+        folder = next((p for p in (Path("/sys"), Path("/proc")) if not writable(p)), None)
+        if folder is None:
+            pytest.skip("no read-only folder to try (running as root without a read-only mount)")
+    return folder
+
+
+def series_csv(tmp: Path, values) -> str:
+    path = tmp / "series.csv"
+    lines = [f"{i},{v!r}" for i, v in enumerate(values)]
+    path.write_text("timestamp,value\n" + "\n".join(lines) + "\n")
+    return str(path)
+
+
+def run_json(tmp: Path, text: str) -> str:
+    (tmp / "out").mkdir()
+    (tmp / "out" / "run.json").write_text(text)
+    return str(tmp / "out")
+
+
+SERIES = ("--time-column", "timestamp", "--window", "16", "--epochs", "1")
+SINE = [float(np.sin(i / 5)) for i in range(1200)]
+# case: (argv from the test's folder, expected part of the line, pipelines, run FAILED?)
+FAILURES = {
+    "output is a file": (
+        lambda t: ["--output", str(t / "run.json")],
+        "is a file, not a folder",
+        PIPELINES,
+        False,
+    ),
+    "output in a read-only folder": (
+        lambda t: ["--output", str(read_only_folder(t) / "out")],
+        "is not a writable folder",
+        PIPELINES,
+        False,
+    ),
+    "store in a read-only folder": (
+        lambda t: ["--tracking-uri", f"sqlite:///{read_only_folder(t) / 'mlflow.db'}"],
+        "is not writable",
+        PIPELINES,
+        False,
+    ),
+    "store that is not a database": (
+        lambda t: ["--tracking-uri", f"sqlite:///{t / 'run.json'}"],
+        "is not an SQLite database",
+        PIPELINES,
+        False,
+    ),
+    "corrupt run.json": (
+        lambda t: ["--output", run_json(t, '{"run_id": ')],
+        "run.json is unreadable",
+        PIPELINES,
+        False,
+    ),
+    "foreign run.json": (
+        lambda t: ["--output", run_json(t, "[1, 2]")],
+        "run.json was not written by these pipelines",
+        PIPELINES,
+        False,
+    ),
+    "negative seed": (
+        lambda t: ["--seed", "-1"],
+        "--seed must be in [0, 2**32), got -1",
+        PIPELINES,
+        True,
+    ),
+    "empty data": (lambda t: ["--data", ""], "--data is empty", PIPELINES, True),
+    "infinite learning rate": (
+        lambda t: ["--learning-rate", "inf"],
+        "--learning-rate must be a finite number, got inf",
+        PIPELINES,
+        True,
+    ),
+    "epochs 1e30": (
+        lambda t: ["--epochs", "1e30"],
+        "argument --epochs: invalid int value: '1e30' (see --help)",
+        PIPELINES,
+        False,
+    ),
+    "unknown flag": (
+        lambda t: ["--bogus"],
+        "unrecognized arguments: --bogus (see --help)",
+        PIPELINES,
+        False,
+    ),
+    "malformed TF_CONFIG": (lambda t: [], "TF_CONFIG is not valid JSON", PIPELINES, False),
+    "a million units": (
+        lambda t: ["--data", series_csv(t, SINE), *SERIES, "--units", "1000000"],
+        "out of memory: lower --units",
+        ("anomaly",),
+        True,
+    ),
+    "values beyond float32": (
+        lambda t: ["--data", series_csv(t, [v * 1e38 for v in SINE]), *SERIES],
+        "whose variance overflows float32",
+        ("anomaly", "forecast"),
+        True,
+    ),
+    "constant series": (
+        lambda t: ["--data", series_csv(t, [1.0] * 1200), *SERIES],
+        "constant over the training part",
+        ("anomaly", "forecast"),
+        True,
+    ),
+    "binary transcripts.txt": (
+        lambda t: ["--data", str(binary_transcripts(t))],
+        "transcripts.txt is not UTF-8 text",
+        ("speech",),
+        True,
+    ),
+    "a TFDS data set not prepared": (
+        lambda t: ["--data", "tfds:mnist"],
+        "is not prepared in",
+        ("anomaly",),
+        True,
+    ),
+}
+
+
+def binary_transcripts(tmp: Path) -> Path:
+    import wave
+
+    (tmp / "wavs").mkdir()
+    with wave.open(str(tmp / "wavs" / "a.wav"), "wb") as recording:
+        recording.setparams((1, 2, 8000, 0, "NONE", ""))
+        recording.writeframes(bytes(1600))
+    (tmp / "wavs" / "transcripts.txt").write_bytes(bytes(range(128, 256)))
+    return tmp / "wavs"
+
+
+CASES = [(case, name) for case, spec in FAILURES.items() for name in spec[2]]
+
+
+@pytest.mark.parametrize(("case", "pipeline"), CASES, ids=[f"{p}-{c}" for c, p in CASES])
+def test_every_expected_failure_is_one_line_exit_2(
+    case, pipeline, workdir, store, capfd, monkeypatch
+):
+    from pipelines.compare import load_task
+
+    argv_of, expected, _, failed_run = FAILURES[case]
+    (workdir / "run.json").write_text("not a database")  # a file to misuse
+    tfds_dir = workdir / "tensorflow_datasets"
+    tfds_dir.mkdir()
+    monkeypatch.setenv("TFDS_DATA_DIR", str(tfds_dir))
+    if case == "malformed TF_CONFIG":
+        monkeypatch.setenv("TF_CONFIG", '{"cluster": ')
+    experiment = f"{pipeline}-{case}".replace(" ", "-")
+    argv = ["--tracking-uri", store, "--experiment", experiment, "--output", str(workdir / "new")]
+    argv += argv_of(workdir)
+    before = snapshot(workdir)
+    code = main(load_task(pipeline), argv)
+    err = capfd.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and err[0].startswith("error: "), err
+    assert expected in err[0]
+    assert not (workdir / "new").exists() and snapshot(workdir) == before
+    assert list(tfds_dir.iterdir()) == []  # nothing downloaded, no temporary file
+    runs = runs_of(store, experiment)
+    assert [r.info.status for r in runs] == (["FAILED"] if failed_run else [])
+    if failed_run:
+        assert expected in runs[0].data.tags["error"]
+
+
+def test_an_html_page_instead_of_mlflow_is_one_line(workdir, capfd):
+    """A web server that is not MLflow (answering /health, then HTML for the API)."""
+    import http.server
+    import threading
+
+    class Page(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            page = b"ok" if self.path == "/health" else b"<html><body>Not here</body></html>"
+            self.send_response(200 if self.path == "/health" else 404)
+            self.send_header("Content-Type", "text/html")
+            self.end_headers()
+            self.wfile.write(page)
+
+        do_POST = do_GET
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Page)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        uri = f"http://127.0.0.1:{server.server_address[1]}"
+        code = main(LinearTask(), ["--tracking-uri", uri, "--output", "out"])
+    finally:
+        server.shutdown()
+    err = capfd.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "HTML page instead of MLflow's API" in err[0], err
+    assert uri in err[0] and not (workdir / "out").exists()
