@@ -53,7 +53,7 @@ class TaskConfig:
             if isinstance(value, float) and not math.isfinite(value):
                 raise ConfigError(f"--{_flag(f.name)} must be a finite number, got {value}")
         self._require(("seed",), lambda v: 0 <= v < 2**32, "must be in [0, 2**32)")
-        if not self.data.strip():
+        if type(self).__dataclass_fields__["data"].default and not self.data.strip():
             raise ConfigError("--data is empty: name a data set, tfds:NAME or a file/folder path")
         self.require_positive("units", "layers", "epochs", "batch_size", "learning_rate")
         self.require_rate("dropout", "recurrent_dropout")
