@@ -19,6 +19,7 @@ import pandas as pd
 
 import models
 import pipelines
+from pipelines.core.serving import check_rows, guard_scoring_server
 from pipelines.core.tracking import pip_requirements
 
 
@@ -28,12 +29,14 @@ class WindowScorer(mlflow.pyfunc.PythonModel):
     def load_context(self, context: Any) -> None:
         import pipelines.anomaly.task  # noqa: F401  (registers the custom layers)
 
+        guard_scoring_server()  # 413 above the byte cap, 400 for unparseable JSON
         self.model = keras.saving.load_model(context.artifacts["keras_model"])
         self.config = json.loads(Path(context.artifacts["detector"]).read_text())
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> pd.DataFrame:
         from pipelines.anomaly.task import score_series
 
+        check_rows(len(model_input))
         values = model_input[self.config["columns"]].to_numpy(np.float32)
         scores = score_series(
             self.model,

@@ -361,6 +361,7 @@ def test_mlflow_models_serve_scores_a_posted_window(trained):
     import os
     import signal
     import time
+    import urllib.error
     import urllib.request
 
     result, cfg, uri, _ = trained
@@ -387,6 +388,8 @@ def test_mlflow_models_serve_scores_a_posted_window(trained):
             **os.environ,
             "MLFLOW_TRACKING_URI": uri,
             "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+            "PIPELINES_SERVING_MAX_BYTES": "65536",
+            "PIPELINES_SERVING_MAX_ROWS": "1000",
         },
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -402,16 +405,38 @@ def test_mlflow_models_serve_scores_a_posted_window(trained):
                 assert server.poll() is None and time.time() < deadline, "server did not start"
                 time.sleep(1)
         values = load_series("mitdb").values[6800:7300]
-        body = json.dumps(
-            {"dataframe_split": {"columns": ["value"], "data": values.tolist()}}
-        ).encode()
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{port}/invocations", body, {"Content-Type": "application/json"}
-        )
-        answer = json.loads(urllib.request.urlopen(request, timeout=60).read())["predictions"]
+
+        def post(body: bytes) -> tuple[int, dict]:
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{port}/invocations", body, {"Content-Type": "application/json"}
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=60) as response:
+                    return response.status, json.loads(response.read())
+            except urllib.error.HTTPError as refused:
+                return refused.code, json.loads(refused.read())
+
+        def rows(data: list) -> bytes:
+            return json.dumps({"dataframe_split": {"columns": ["value"], "data": data}}).encode()
+
+        status, answered = post(rows(values.tolist()))
+        answer = answered["predictions"]
+        refusals = {
+            "too many rows": post(rows([[0.5]] * 1001)),
+            "too large": post(b" " * 70_000 + rows([[0.5]])),
+            "malformed": post(b'{"dataframe_split": {"columns": ["value"], "data": [[1]'),
+            "nested": post(b"[" * 5000 + b"]" * 5000),
+        }
     finally:
         os.killpg(server.pid, signal.SIGKILL)
         server.wait(timeout=30)
+    assert status == 200
+    assert {k: code for k, (code, _) in refusals.items()} == {
+        "too many rows": 400, "too large": 413, "malformed": 400, "nested": 400
+    }  # fmt: skip
+    assert "1001 rows are over the limit of 1000" in refusals["too many rows"][1]["message"]
+    assert "over the limit of 65536" in refusals["too large"][1]["message"]
+    assert "nested too deeply" in refusals["nested"][1]["message"]
     expected = score_series(result.model, values, "forecaster", cfg.window, cfg.smoothing)
     np.testing.assert_allclose([row["score"] for row in answer], expected, rtol=1e-4, atol=1e-5)
     threshold = result.metrics["test_threshold"]
