@@ -186,4 +186,10 @@ def read_wav(path: str | Path) -> np.ndarray:
             f"{path.name} is sampled at {rate} Hz, below the model's 8000 Hz: it lacks the "
             "upper band the model listens to"
         )
-    return resampled(samples, rate)
+    samples = resampled(samples, rate)
+    if len(samples) < FFT_LENGTH:  # nothing a word could be heard in
+        raise DataError(
+            f"{path.name} lasts {1000 * len(samples) / SAMPLE_RATE:.2f} ms, shorter than one "
+            f"{1000 * FFT_LENGTH / SAMPLE_RATE:.0f} ms analysis frame"
+        )
+    return samples

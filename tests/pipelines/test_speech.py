@@ -760,6 +760,7 @@ BAD_INPUTS = {
         "outside the vocabulary 0-9: 'x'",
     ),
     "zero-length audio": ("{root}/wavs", "zero", "zero length"),
+    "shorter than one frame": ("{root}/wavs", "short", "1.25 ms, shorter than one 50 ms"),
     "low sample rate": ("{root}/wavs", "6000", "sampled at 6000 Hz"),
     "no digit transcripts": ("japanese_vowels", None, "use --mode isolated"),
     "tfds not prepared": ("tfds:speech_commands", None, "speech_commands is not prepared"),
@@ -774,6 +775,8 @@ def _prepare_bad(case: str, root: Path) -> str:
         folder = wav_folder(root / "wavs", lines if isinstance(lines, list) else None)
         if lines == "zero":
             write_wav(folder / "ann/0_0.wav", np.zeros(0))
+        elif lines == "short":
+            write_wav(folder / "ann/0_0.wav", np.zeros(10))  # 1.25 ms at 8 kHz
         elif lines == "6000":
             write_wav(folder / "bob/2_1.wav", tone(2, rate=6000), rate=6000)
     return spec.format(root=root)
