@@ -124,6 +124,18 @@ def close_orphans(folder: OutputFolder, keep: str | None) -> None:
             )
 
 
+def check_search(folder: OutputFolder, task: str, opts: RunOptions) -> None:
+    """A new search would overwrite the KerasTuner state of one that did not finish (its
+    trials and parent run): refused, pointing at ``--resume``."""
+    state = folder.path / "tuner" / task / "oracle.json"
+    finished = folder.run_id is not None and run_status(folder.run_id) == "FINISHED"
+    if state.exists() and not (opts.resume or finished):
+        raise ConfigError(
+            f"--output {folder.path} holds a search that did not finish (tuner/{task}): add "
+            "--resume to continue it, or choose another --output"
+        )
+
+
 def run_status(run_id: str) -> str | None:
     """The run's status in the current store, None if the store has no such run."""
     try:

@@ -69,6 +69,7 @@ def run(task: Task, cfg: TaskConfig, opts: RunOptions) -> Result:
     tracking.use_experiment(opts.experiment or task.name)
     if opts.tune:
         if output:
+            resume.check_search(output, task.name, opts)
             output.own_tree("tuner")
         result = run_search(task, cfg, opts)
         if output and result.model is not None:  # the chief's (a worker has none)

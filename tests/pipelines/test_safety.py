@@ -266,6 +266,16 @@ def test_resume_refuses_a_changed_flag_and_a_finished_run(workdir, store):
     assert loss_steps(store, run_id) == [1, 2, 3, 4]
 
 
+def test_a_new_search_keeps_the_state_of_an_unfinished_one(workdir, store):
+    folder = OutputFolder("out")
+    oracle = folder.own_tree("tuner") / "linear" / "oracle.json"
+    oracle.parent.mkdir(parents=True)
+    oracle.write_text("{}")
+    with pytest.raises(ConfigError, match=r"holds a search that did not finish \(tuner/linear\)"):
+        run(LinearTask(), LinearConfig(), options(store, "search", tune=True))
+    assert oracle.read_text() == "{}"
+
+
 def test_a_tracking_store_failing_mid_run_keeps_the_epochs_for_resume(workdir, store, capsys):
     original = mlflow.log_metrics
 
