@@ -1,11 +1,15 @@
 """Compare recurrent cells on one task: ``python -m pipelines.compare --task anomaly --cells ...``.
 
 Every cell trains with the same config and the same seeds (``--seeds N`` repeats with seeds
-``seed, seed+1, ...``), each (cell, seed) as a child run under one parent run. The runs go to
-the experiment ``<task>-compare`` (or ``--experiment``), so comparisons do not crowd the task's
-own experiment. The parent gets ``results/comparison.csv`` (per cell: mean and std of every test
-metric, train time and parameter count) and ``validation_curves.png`` (the task's
-validation objective per epoch, mean over seeds, cells overlaid); the table is printed too.
+``seed, seed+1, ...``), each (cell, seed) as a child run under one parent run, in the task's own
+experiment (or ``--experiment``), the parent tagged ``compare`` (the cells). The parent's params
+and ``config.json`` are the shared config with ``cells`` and ``seeds`` in place of one ``cell``.
+Its metrics sort beside plain runs: ``<metric>/<cell>`` is a cell's mean over seeds of each test
+metric (and of its best validation objective, ``best_<objective>/<cell>``), and ``<metric>`` the
+best cell's, best by that validation objective (tag ``best_cell``; the test set does not choose).
+It also gets ``results/comparison.csv`` (per cell: mean and std of every test metric, train time
+and parameter count) and ``validation_curves.png`` (the validation objective per epoch, mean over
+seeds, cells overlaid); the table is printed too.
 
 Tasks are found by name: ``pipelines.<task>.task`` holds a ``Task`` subclass whose ``name`` is
 the task's; any task flag is accepted after ``--task``.
@@ -21,13 +25,14 @@ import importlib.util
 import pkgutil
 import sys
 
+import mlflow
 import numpy as np
 import pandas as pd
 from matplotlib.ticker import MaxNLocator
 
 import pipelines
 from models.recurrent import CELL_NAMES
-from pipelines.core import runner, tracking
+from pipelines.core import naming, runner, tracking
 from pipelines.core.boundary import guarded
 from pipelines.core.cli import OneLineParser, build_parser, split_namespace
 from pipelines.core.config import RunOptions, TaskConfig
@@ -84,27 +89,36 @@ def compare(
     opts.validate()
     if opts.tune:
         raise ConfigError("--tune does not combine with a comparison; tune each cell instead")
+    if opts.register_model:
+        raise ConfigError("--register-model needs one model; a comparison trains one per run")
     if seeds <= 0:
         raise ConfigError(f"--seeds must be positive, got {seeds}")
     output = OutputFolder(opts.output) if opts.output else None  # ours, new or empty
     tracking.connect(tracking.resolve_tracking_uri(opts.tracking_uri))
-    tracking.use_experiment(opts.experiment or f"{task.name}-compare")
-    child_opts = dataclasses.replace(opts, output="", resume=False)
-    params = cfg.to_params() | {"cells": ",".join(cells), "seeds": seeds}
-    tags = {"task": task.name, "data": cfg.data, "cells": ",".join(cells)}
-    name = opts.run_name or f"{task.name}-compare-{'-'.join(cells)}"
-    with tracking.tracked_run(name, tags | task.run_tags(cfg)) as parent:
-        tracking.log_params(params)
+    tracking.use_experiment(opts.experiment or task.name)
+    child_opts = dataclasses.replace(opts, output="", resume=False, run_name="")
+    config = {k: v for k, v in cfg.to_params().items() if k != "cell"}
+    config |= {"cells": ",".join(cells), "seeds": seeds}
+    tags = {k: v for k, v in naming.run_tags(task.name, cfg).items() if k != "cell"}
+    tags |= task.run_tags(cfg) | {"compare": ",".join(cells)}
+    name = opts.run_name or f"{naming.run_name(cfg, child_opts, cell='+'.join(cells))}-compare"
+    with tracking.tracked_run(name, tags) as parent:
+        tracking.log_params(naming.short_params(config) | {"precision": opts.precision})
+        mlflow.log_dict(config, "config.json")
         rows, curves = [], {}
         for cell in cells:
             curves[cell] = []
             for offset in range(seeds):
                 run_cfg = dataclasses.replace(cfg, cell=cell, seed=cfg.seed + offset)
-                result = train_child(task, run_cfg, child_opts)
+                result = train_child(task, run_cfg, cfg, child_opts)
                 rows.append(summary_row(cell, run_cfg.seed, result))
                 curves[cell].append(result.history.get(task.objective, []))
         table = comparison_table(pd.DataFrame(rows))
+        best = best_cell(curves, task.objective, task.direction)
+        if best:
+            mlflow.set_tag("best_cell", best)
         report = Report(
+            metrics=cell_metrics(table, curves, task.objective, task.direction, best),
             tables={"comparison": table},
             figures={"validation_curves": plot_curves(curves, task.objective)},
         )
@@ -115,9 +129,55 @@ def compare(
     return table, parent.info.run_id
 
 
-def train_child(task: Task, cfg: TaskConfig, opts: RunOptions) -> Result:
-    with runner.child_run(task, cfg, opts, f"seed{cfg.seed}", {"seed": str(cfg.seed)}):
+def train_child(task: Task, cfg: TaskConfig, shared: TaskConfig, opts: RunOptions) -> Result:
+    """One (cell, seed) as a child run named by what sets it apart from ``shared``."""
+    name = naming.run_name(cfg, opts, reference=shared)
+    with runner.child_run(task, cfg, opts, name, {"seed": str(cfg.seed)}):
         return runner.train_folds_or_one(task, cfg, opts)
+
+
+def best_objective(curve: list[float], direction: str) -> float:
+    """The best value a run's validation objective reached (NaN if it has none)."""
+    values = np.asarray(curve, float)
+    if not values.size or np.isnan(values).all():
+        return np.nan
+    return float(np.nanmin(values) if direction == "min" else np.nanmax(values))
+
+
+def objective_by_cell(curves: dict[str, list[list[float]]], direction: str) -> dict[str, float]:
+    """Per cell: the mean over seeds of each run's best validation objective."""
+    scores = {c: [best_objective(run, direction) for run in runs] for c, runs in curves.items()}
+    return {c: float(np.nanmean(v)) for c, v in scores.items() if not np.isnan(v).all()}
+
+
+def best_cell(curves: dict[str, list[list[float]]], objective: str, direction: str) -> str | None:
+    """The cell with the best mean validation objective (None without validation curves)."""
+    by_cell = objective_by_cell(curves, direction)
+    if not by_cell:
+        return None
+    pick = min if direction == "min" else max
+    return pick(by_cell, key=by_cell.get)
+
+
+def cell_metrics(
+    table: pd.DataFrame,
+    curves: dict[str, list[list[float]]],
+    objective: str,
+    direction: str,
+    best: str | None,
+) -> dict[str, float]:
+    """``<metric>/<cell>``: each cell's mean over seeds; ``<metric>``: the best cell's."""
+    rows = table.set_index("cell")
+    means = [c for c in rows.columns if c.endswith("_mean")]
+    metrics = {
+        f"{column.removesuffix('_mean')}/{cell}": float(rows.loc[cell, column])
+        for cell in rows.index
+        for column in means
+    }
+    metrics |= {f"best_{objective}/{c}": v for c, v in objective_by_cell(curves, direction).items()}
+    if best:
+        metrics |= {k.rsplit("/", 1)[0]: v for k, v in metrics.items() if k.endswith(f"/{best}")}
+    return metrics
 
 
 def summary_row(cell: str, seed: int, result: Result) -> dict[str, float | str | int]:
@@ -196,8 +256,7 @@ def _main(argv: list[str]) -> int:
     cells = parse_cells(namespace.cells)
     table, run_id = compare(task, cfg, opts, cells, namespace.seeds)
     print(format_table(table))
-    uri = tracking.resolve_tracking_uri(opts.tracking_uri)
-    print(f"MLflow run {run_id}; view it with: {tracking.ui_command(uri)}")
+    print(tracking.run_summary(run_id, tracking.resolve_tracking_uri(opts.tracking_uri)))
     return 0
 
 

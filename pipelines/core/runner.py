@@ -17,7 +17,7 @@ from typing import Any
 
 import mlflow
 
-from pipelines.core import inference, resume, tracking
+from pipelines.core import inference, naming, resume, tracking
 from pipelines.core.boundary import EXIT_BAD_INPUT, EXIT_INTERRUPTED, guarded
 from pipelines.core.cli import build_parser, split_namespace
 from pipelines.core.config import RunOptions, TaskConfig
@@ -25,7 +25,6 @@ from pipelines.core.errors import ConfigError
 from pipelines.core.fitting import Result, register, train_and_evaluate
 from pipelines.core.folds import held_out_metrics, mean_history
 from pipelines.core.folds import summary as fold_summary
-from pipelines.core.naming import run_name
 from pipelines.core.outputs import OutputFolder
 from pipelines.core.strategy import is_chief
 from pipelines.core.task import Prediction, Task
@@ -50,7 +49,7 @@ def _main(task: Task, argv: list[str] | None) -> int:
             print(line)
         return 0
     result = run(task, cfg, opts)
-    print_summary(result.metrics, result.run_id, tracking.resolve_tracking_uri(opts.tracking_uri))
+    print_summary(result, tracking.resolve_tracking_uri(opts.tracking_uri))
     return 0
 
 
@@ -76,13 +75,12 @@ def run(task: Task, cfg: TaskConfig, opts: RunOptions) -> Result:
             write_outputs(output, result)
         return result
     run_id = resume.run_to_continue(output, cfg, opts) if output else None
-    tags = {"task": task.name, "cell": cfg.cell, "data": cfg.data} | task.run_tags(cfg)
+    tags = naming.run_tags(task.name, cfg) | task.run_tags(cfg)
     if output:
         tags["output"] = str(output.path.resolve())
-    with tracking.tracked_run(run_name(task.name, cfg, opts), tags, run_id=run_id) as active:
+    with tracking.tracked_run(naming.run_name(cfg, opts), tags, run_id=run_id) as active:
         if run_id is None:
-            tracking.log_params(cfg.to_params() | {"precision": opts.precision})
-            mlflow.log_dict(cfg.to_params(), "config.json")
+            tracking.log_config(cfg, {"precision": opts.precision})
         cfg.validate()
         result = train_folds_or_one(task, cfg, opts)
         result.run_id = active.info.run_id
@@ -118,7 +116,8 @@ def train_folds_or_one(task: Task, cfg: TaskConfig, opts: RunOptions) -> Result:
     fold_opts = dataclasses.replace(opts, output="")  # fold checkpoints would overwrite each other
     rows, results = [], []
     for name, fold_cfg in folds:
-        with child_run(task, fold_cfg, opts, name, {"fold": name}):
+        fold_name = f"{naming.run_name(fold_cfg, opts)}-{name}"
+        with child_run(task, fold_cfg, opts, fold_name, {"fold": name}):
             results.append(train_and_evaluate(task, fold_cfg, fold_opts))
         rows.append({"fold": name} | held_out_metrics(results[-1].metrics))
     report = fold_summary(rows)
@@ -135,17 +134,17 @@ def train_folds_or_one(task: Task, cfg: TaskConfig, opts: RunOptions) -> Result:
 
 @contextlib.contextmanager
 def child_run(
-    task: Task, cfg: TaskConfig, opts: RunOptions, suffix: str, labels: dict[str, str]
+    task: Task, cfg: TaskConfig, opts: RunOptions, name: str, labels: dict[str, str]
 ) -> Iterator[None]:
-    """A nested run for one of several trainings under a parent (a fold, a compared cell's
-    seed): named ``<run name>-<suffix>``, tagged with ``labels``, the config as params.
-    Nothing on a non-chief worker, which trains in lockstep without logging."""
+    """A nested run ``name`` for one of several trainings under a parent (a fold, a compared
+    cell's seed), tagged with ``labels``, its config logged like a plain run's. Nothing on a
+    non-chief worker, which trains in lockstep without logging."""
     if not is_chief():
         yield
         return
-    tags = {"task": task.name, "cell": cfg.cell, "data": cfg.data} | labels | task.run_tags(cfg)
-    with tracking.tracked_run(f"{run_name(task.name, cfg, opts)}-{suffix}", tags, nested=True):
-        tracking.log_params(cfg.to_params() | {"precision": opts.precision})
+    tags = naming.run_tags(task.name, cfg) | labels | task.run_tags(cfg)
+    with tracking.tracked_run(name, tags, nested=True):
+        tracking.log_config(cfg, {"precision": opts.precision})
         yield
 
 
@@ -180,9 +179,12 @@ def write_files(
     folder.publish(write, run_id)
 
 
-def print_summary(metrics: dict[str, Any], run_id: str | None, uri: str) -> None:
-    width = max((len(k) for k in metrics), default=0)
-    for name, value in sorted(metrics.items()):
+def print_summary(result: Result, uri: str) -> None:
+    """The metrics, one per line; the run and where to see it; the registered model."""
+    width = max((len(k) for k in result.metrics), default=0)
+    for name, value in sorted(result.metrics.items()):
         print(f"{name:<{width}}  {value:.4f}")
-    if run_id:
-        print(f"MLflow run {run_id}; view it with: {tracking.ui_command(uri)}")
+    if result.run_id:
+        print(tracking.run_summary(result.run_id, uri))
+    if result.registered:
+        print(f"registered as {result.registered}")

@@ -20,7 +20,9 @@ import mlflow
 import numpy as np
 
 from pipelines.core.boundary import describe, stop_reason
+from pipelines.core.config import TaskConfig
 from pipelines.core.errors import TrackingError
+from pipelines.core.naming import short_params
 from pipelines.core.store import open_sqlite_store
 from pipelines.core.task import Report
 
@@ -85,11 +87,34 @@ def _create_experiment(name: str) -> None:
             raise
 
 
-def ui_command(uri: str) -> str:
-    """The exact command that shows runs of this store in the MLflow UI."""
+UI_ADDRESS = "http://127.0.0.1:5000"  # where ``mlflow ui`` serves by default
+
+
+def runs_table_url(base: str, experiment_id: str) -> str:
+    """The MLflow UI page of an experiment's runs table (MLflow 3 opens its GenAI page unless
+    told the workflow is machine learning)."""
+    return f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+
+
+def where_to_view(uri: str, experiment_id: str) -> str:
+    """How to see the experiment's runs: a link to the server's runs table, or for a local
+    store the ``mlflow ui`` command (absolute store path: it works from any folder) and then
+    the link."""
     if uri.startswith(("http://", "https://")):
-        return f"open {uri}"
-    return f"mlflow ui --backend-store-uri {uri}"
+        return f"open {runs_table_url(uri, experiment_id)}"
+    store = uri
+    if uri.startswith("sqlite:///"):
+        store = "sqlite:///" + str(Path(uri.removeprefix("sqlite:///")).absolute())
+    elif "://" not in uri:
+        store = str(Path(uri).absolute())
+    url = runs_table_url(UI_ADDRESS, experiment_id)
+    return f"run `mlflow ui --backend-store-uri {store}`, then open {url}"
+
+
+def run_summary(run_id: str, uri: str) -> str:
+    """The printed line that names a run and where to see it."""
+    experiment_id = mlflow.MlflowClient(uri).get_run(run_id).info.experiment_id
+    return f"MLflow run {run_id}; to view it: {where_to_view(uri, experiment_id)}"
 
 
 def git_commit() -> str:
@@ -149,6 +174,14 @@ def log_params(params: dict[str, Any]) -> None:
             for k, v in params.items()
         }
     )
+
+
+def log_config(cfg: TaskConfig, extra: dict[str, Any] | None = None) -> None:
+    """The resolved config as params (paths shortened to their stem, see
+    :mod:`pipelines.core.naming`) with ``extra``, and as given in ``config.json``."""
+    params = cfg.to_params()
+    log_params(short_params(params) | (extra or {}))
+    mlflow.log_dict(params, "config.json")
 
 
 class EpochMetrics(keras.callbacks.Callback):

@@ -5,11 +5,13 @@ plus the data-level hyperparameters of ``Task.data_hyperparameters`` (e.g. the a
 those are resolved before ``Task.data`` is called, so :class:`TaskHyperModel` rebuilds the data
 when a trial picks new values and caches it per distinct value.
 
-Each trial runs inside its own MLflow run (hyperparameters as params, per-epoch curves, the best
+Each trial runs inside its own MLflow run, named by what it changed from the search's starting
+point (config and hyperparameters as params, ``config.json``, per-epoch curves, the best
 objective and its epoch count as metrics), ending FAILED with an ``error`` tag when it raises;
-KerasTuner then records the trial as failed and the search goes on. The parent run gets the
-best hyperparameters (``best_*`` params), the best configuration retrained on train+validation
-for the best trial's epoch count, its ``test_*`` metrics, the model, a table of all trials and
+KerasTuner then records the trial as failed and the search goes on. The parent run describes the
+winner: the best configuration retrained on train+validation for the best trial's epoch count,
+with its params, tags, name, ``config.json``, ``test_*`` metrics and model, beside the search's
+``best_*`` params, its starting point (``results/search_start.json``), a table of all trials and
 ``tuning_objective.png``.
 
 Distributed search uses KerasTuner's own chief/worker mode (``KERASTUNER_TUNER_ID``,
@@ -41,16 +43,16 @@ import mlflow
 import numpy as np
 import pandas as pd
 
-from pipelines.core import tracking
+from pipelines.core import naming, tracking
 from pipelines.core.config import RunOptions, TaskConfig
 from pipelines.core.errors import ConfigError, PipelineError
 from pipelines.core.fitting import Result, fit, register, run_stages, train_and_evaluate
-from pipelines.core.naming import run_name
 from pipelines.core.plotting import figure
 from pipelines.core.strategy import select_strategy
 from pipelines.core.task import Report, SearchSpace, Splits, Task
 
 PARENT_HP = "mlflow_parent_run_id"
+SEARCH_START = "results/search_start.json"  # the config the search started from
 
 
 def distributed_role() -> str:
@@ -162,7 +164,7 @@ class TrackedTrials:
         values = trial.hyperparameters.values
         parent = values.get(PARENT_HP)
         cfg = configured(hypermodel.cfg, values)
-        tags = {"task": hypermodel.task.name, "cell": cfg.cell, "data": cfg.data}
+        tags = naming.run_tags(hypermodel.task.name, cfg) | hypermodel.task.run_tags(cfg)
         tags |= {"trial_id": trial.trial_id, "tuner_id": self.tuner_id}
         if parent:
             tags |= {"mlflow.parentRunId": parent, "search_run_id": parent}
@@ -171,11 +173,12 @@ class TrackedTrials:
         hypermodel.execution = 0
         try:
             with tracking.tracked_run(
-                f"{hypermodel.task.name}-trial-{trial.trial_id}",
+                trial_name(cfg, hypermodel.cfg, trial.trial_id),
                 tags,
                 nested=mlflow.active_run() is not None,
             ):
-                tracking.log_params(cfg.to_params() | trial_params(values))
+                precision = {"precision": hypermodel.opts.precision}
+                tracking.log_config(cfg, trial_params(values) | precision)
                 results = super().run_trial(trial, *args, **kwargs)
                 averaged = {k: float(np.mean([r[k] for r in results])) for k in results[0]}
                 objective = hypermodel.task.objective
@@ -186,6 +189,11 @@ class TrackedTrials:
         except Exception as exc:
             raise kt.errors.FailedTrialError(f"{type(exc).__name__}: {exc}") from exc
         return averaged
+
+
+def trial_name(cfg: TaskConfig, start: TaskConfig, trial_id: str) -> str:
+    """Data, cell, what this trial changed from the search's starting point, trial id."""
+    return f"{naming.run_name(cfg, RunOptions(), reference=start)}-trial{trial_id}"
 
 
 def trial_params(values: dict[str, Any]) -> dict[str, Any]:
@@ -243,12 +251,12 @@ def run_search(task: Task, cfg: TaskConfig, opts: RunOptions) -> Result:
     resuming = opts.resume and (tuner_directory(opts) / task.name / "oracle.json").exists()
     tuner = make_tuner(task, cfg, opts, hypermodel, overwrite=False) if resuming else None
     parent_id = tuner.oracle.get_space().get(PARENT_HP) if tuner else None
-    tags = {"task": task.name, "cell": cfg.cell, "data": cfg.data, "search": opts.tuner}
-    name = f"{run_name(task.name, cfg, opts)}-search"
-    with tracking.tracked_run(name, tags | task.run_tags(cfg), run_id=parent_id) as parent:
+    tags = naming.run_tags(task.name, cfg) | task.run_tags(cfg) | {"search": opts.tuner}
+    name = f"{naming.run_name(cfg, opts)}-search"  # until the winner is known
+    with tracking.tracked_run(name, tags, run_id=parent_id) as parent:
         if tuner is None:
-            tracking.log_params(cfg.to_params() | search_params(task, opts))
-            mlflow.log_dict(cfg.to_params(), "config.json")
+            tracking.log_params(search_params(task, opts))
+            mlflow.log_dict(cfg.to_params(), SEARCH_START)
             hypermodel.parent_run_id = parent.info.run_id
             validate_searchable(task, cfg)
             tuner = make_tuner(task, cfg, opts, hypermodel, overwrite=True)
@@ -278,7 +286,9 @@ def search_params(task: Task, opts: RunOptions) -> dict[str, Any]:
 
 def finish_search(task: Task, cfg: TaskConfig, opts: RunOptions, tuner: kt.Tuner) -> Result:
     """Retrain the best trial's configuration (on train+validation when the task allows) for
-    the best trial's epoch count and log it on the parent."""
+    the best trial's epoch count and log it on the parent, which then describes the winner:
+    its config as params and ``config.json``, its tags and name (the starting point stays in
+    ``results/search_start.json``), with the search's ``best_*`` params beside them."""
     trials = trials_table(tuner.oracle)
     (best,) = tuner.oracle.get_best_trials(1) or (None,)
     if best is None or best.status != "COMPLETED":
@@ -289,17 +299,26 @@ def finish_search(task: Task, cfg: TaskConfig, opts: RunOptions, tuner: kt.Tuner
     best_values = trial_params(best.hyperparameters.values)
     epochs = max(1, round(best.metrics.get_last_value("best_epochs")))
     best_cfg = dataclasses.replace(configured(cfg, best_values), epochs=epochs, patience=0)
-    result = train_and_evaluate(task, best_cfg, opts, merge_validation=task.refit_on_validation)
+    describe_winner(task, best_cfg, opts)  # first: the logged model copies the run's params
     tracking.log_params(
         {f"best_{k}": v for k, v in best_values.items()}
         | {"best_trial_id": best.trial_id, "best_epochs": epochs}
     )
+    result = train_and_evaluate(task, best_cfg, opts, merge_validation=task.refit_on_validation)
     mlflow.log_metric(f"best_{task.objective}", best.score, model_id=result.model_id)
     figure = plot_objective(trials, task.objective, task.direction)
     tracking.log_report(Report(tables={"trials": trials}, figures={"tuning_objective": figure}))
     result.report.tables["trials"] = trials
     register(result, opts)
     return result
+
+
+def describe_winner(task: Task, best_cfg: TaskConfig, opts: RunOptions) -> None:
+    """The active (parent) run's params, config.json, tags and name: the refit winner's."""
+    tracking.log_config(best_cfg)
+    mlflow.set_tags(naming.run_tags(task.name, best_cfg) | task.run_tags(best_cfg))
+    run_id = mlflow.active_run().info.run_id
+    mlflow.MlflowClient().update_run(run_id, name=f"{naming.run_name(best_cfg, opts)}-search")
 
 
 def trials_table(oracle: kt.Oracle) -> pd.DataFrame:
