@@ -451,101 +451,119 @@ def run_json(tmp: Path, text: str) -> str:
 
 SERIES = ("--time-column", "timestamp", "--window", "16", "--epochs", "1")
 SINE = [float(np.sin(i / 5)) for i in range(1200)]
-# case: (argv from the test's folder, expected part of the line, pipelines, run FAILED?)
+TFDS_SETS = {  # catalogue sets these pipelines read once prepared, never downloaded
+    "anomaly": "tfds:mnist",
+    "speech": "tfds:speech_commands",
+    "captioning": "tfds:coco_captions",
+    "sentiment": "tfds:imdb_reviews",
+    "textgen": "tfds:tiny_shakespeare",
+}
+# case: (argv of the test's folder and pipeline, part of the line, pipelines, run FAILED?)
 FAILURES = {
     "output is a file": (
-        lambda t: ["--output", str(t / "run.json")],
+        lambda t, p: ["--output", str(t / "run.json")],
         "is a file, not a folder",
         PIPELINES,
         False,
     ),
     "output in a read-only folder": (
-        lambda t: ["--output", str(read_only_folder(t) / "out")],
+        lambda t, p: ["--output", str(read_only_folder(t) / "out")],
         "is not a writable folder",
         PIPELINES,
         False,
     ),
     "store in a read-only folder": (
-        lambda t: ["--tracking-uri", f"sqlite:///{read_only_folder(t) / 'mlflow.db'}"],
+        lambda t, p: ["--tracking-uri", f"sqlite:///{read_only_folder(t) / 'mlflow.db'}"],
         "is not writable",
         PIPELINES,
         False,
     ),
     "store that is not a database": (
-        lambda t: ["--tracking-uri", f"sqlite:///{t / 'run.json'}"],
+        lambda t, p: ["--tracking-uri", f"sqlite:///{t / 'run.json'}"],
         "is not an SQLite database",
         PIPELINES,
         False,
     ),
     "corrupt run.json": (
-        lambda t: ["--output", run_json(t, '{"run_id": ')],
+        lambda t, p: ["--output", run_json(t, '{"run_id": ')],
         "run.json is unreadable",
         PIPELINES,
         False,
     ),
     "foreign run.json": (
-        lambda t: ["--output", run_json(t, "[1, 2]")],
+        lambda t, p: ["--output", run_json(t, "[1, 2]")],
         "run.json was not written by these pipelines",
         PIPELINES,
         False,
     ),
     "negative seed": (
-        lambda t: ["--seed", "-1"],
+        lambda t, p: ["--seed", "-1"],
         "--seed must be in [0, 2**32), got -1",
         PIPELINES,
         True,
     ),
-    "empty data": (lambda t: ["--data", ""], "--data is empty", PIPELINES, True),
+    "empty data": (lambda t, p: ["--data", ""], "--data is empty", PIPELINES, True),
     "infinite learning rate": (
-        lambda t: ["--learning-rate", "inf"],
+        lambda t, p: ["--learning-rate", "inf"],
         "--learning-rate must be a finite number, got inf",
         PIPELINES,
         True,
     ),
     "epochs 1e30": (
-        lambda t: ["--epochs", "1e30"],
+        lambda t, p: ["--epochs", "1e30"],
         "argument --epochs: invalid int value: '1e30' (see --help)",
         PIPELINES,
         False,
     ),
     "unknown flag": (
-        lambda t: ["--bogus"],
+        lambda t, p: ["--bogus"],
         "unrecognized arguments: --bogus (see --help)",
         PIPELINES,
         False,
     ),
-    "malformed TF_CONFIG": (lambda t: [], "TF_CONFIG is not valid JSON", PIPELINES, False),
+    "malformed TF_CONFIG": (lambda t, p: [], "TF_CONFIG is not valid JSON", PIPELINES, False),
     "a million units": (
-        lambda t: ["--data", series_csv(t, SINE), *SERIES, "--units", "1000000"],
+        lambda t, p: ["--data", series_csv(t, SINE), *SERIES, "--units", "1000000"],
         "out of memory: lower --units",
         ("anomaly",),
         True,
     ),
     "values beyond float32": (
-        lambda t: ["--data", series_csv(t, [v * 1e38 for v in SINE]), *SERIES],
+        lambda t, p: ["--data", series_csv(t, [v * 1e38 for v in SINE]), *SERIES],
         "whose variance overflows float32",
         ("anomaly", "forecast"),
         True,
     ),
     "constant series": (
-        lambda t: ["--data", series_csv(t, [1.0] * 1200), *SERIES],
+        lambda t, p: ["--data", series_csv(t, [1.0] * 1200), *SERIES],
         "constant over the training part",
         ("anomaly", "forecast"),
         True,
     ),
     "binary transcripts.txt": (
-        lambda t: ["--data", str(binary_transcripts(t))],
+        lambda t, p: ["--data", str(binary_transcripts(t))],
         "transcripts.txt is not UTF-8 text",
         ("speech",),
         True,
     ),
     "a TFDS data set not prepared": (
-        lambda t: ["--data", "tfds:mnist"],
+        lambda t, p: ["--data", TFDS_SETS[p]],
         "is not prepared in",
+        tuple(TFDS_SETS),
+        True,
+    ),
+    "labels JSON that is a list": (
+        lambda t, p: ["--data", series_csv(t, SINE), *SERIES, "--labels", labels_list(t)],
+        "must map each data file to a list of [start, end] windows",
         ("anomaly",),
         True,
     ),
 }
+
+
+def labels_list(tmp: Path) -> str:
+    (tmp / "labels.json").write_text('[["2024-01-01", "2024-01-02"]]')
+    return str(tmp / "labels.json")
 
 
 def binary_transcripts(tmp: Path) -> Path:
@@ -577,7 +595,7 @@ def test_every_expected_failure_is_one_line_exit_2(
         monkeypatch.setenv("TF_CONFIG", '{"cluster": ')
     experiment = f"{pipeline}-{case}".replace(" ", "-")
     argv = ["--tracking-uri", store, "--experiment", experiment, "--output", str(workdir / "new")]
-    argv += argv_of(workdir)
+    argv += argv_of(workdir, pipeline)
     before = snapshot(workdir)
     code = main(load_task(pipeline), argv)
     err = capfd.readouterr().err.strip().splitlines()
