@@ -45,7 +45,9 @@ def interruption(folder: OutputFolder) -> str | None:
             return f"{epochs} epoch(s) of the main fit"
         except (OSError, ValueError, KeyError, TypeError):
             continue
-    return f"stage {found[0].relative_to(folder.path / PRIVATE / 'stages').parts[0]}"
+    stages = folder.path / PRIVATE / "stages"
+    in_stages = [p for p in found if p.is_relative_to(stages)]
+    return f"stage {in_stages[0].relative_to(stages).parts[0]}" if in_stages else "a checkpoint"
 
 
 def run_to_continue(folder: OutputFolder, cfg: TaskConfig, opts: RunOptions) -> str | None:
