@@ -21,6 +21,16 @@ import pytest  # noqa: E402
 import pipelines  # noqa: E402, F401  (quiet TensorFlow start-up)
 
 
+@pytest.fixture(autouse=True)
+def no_active_experiment_left() -> Iterator[None]:
+    """A test that selects an experiment of its own store must not hand it to the next test."""
+    yield
+    if mlflow.active_run():
+        mlflow.end_run()
+    mlflow.tracking.fluent._active_experiment_id = None
+    os.environ.pop("MLFLOW_EXPERIMENT_ID", None)
+
+
 @pytest.fixture
 def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A fresh working directory: the default ``mlruns/`` store and outputs land here."""

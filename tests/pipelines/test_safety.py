@@ -143,14 +143,6 @@ class LinearTask(Task):
         return Report(metrics={"mse": float(model.evaluate(splits.test, verbose=0))})
 
 
-@pytest.fixture(autouse=True)
-def no_active_experiment_left():
-    """Runs here select experiments of the module's store; later tests must not inherit one."""
-    yield
-    mlflow.tracking.fluent._active_experiment_id = None
-    os.environ.pop("MLFLOW_EXPERIMENT_ID", None)
-
-
 @pytest.fixture(scope="module")
 def store(tmp_path_factory) -> str:
     """One SQLite store for the module (creating one costs seconds); tests use own experiments."""
