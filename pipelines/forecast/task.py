@@ -14,6 +14,7 @@ from earlier parts (as a deployed forecaster would), never the values they forec
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import keras
@@ -25,6 +26,7 @@ from models.recurrent import CELL_NAMES
 from pipelines.core import (
     ConfigError,
     DataError,
+    Prediction,
     Report,
     SearchSpace,
     Splits,
@@ -33,6 +35,7 @@ from pipelines.core import (
     new_default,
     option,
 )
+from pipelines.core.inference import LoggedModel
 from pipelines.core.plotting import figure
 from pipelines.core.timeseries import (
     Standardizer,
@@ -212,6 +215,45 @@ class ForecastTask(Task):
         model.compile(optimizer=make_optimizer(learning_rate, weight_decay), loss=loss)
         return model
 
+    # ---- inference --------------------------------------------------------------------------
+    def predict(self, logged: LoggedModel, source: str, cfg: ForecastConfig) -> Prediction:
+        """The model's horizon forecast past the last row of a CSV, from its last ``window``
+        rows: the target (the one numeric column, or ``--target-column``) and, for a model
+        trained with covariates, the same columns by name."""
+        spec = logged.artifact("forecaster")
+        inputs: list[str] = spec["inputs"]
+        target = [cfg.target_column] if cfg.target_column else None
+        columns = inputs if len(inputs) > 1 else target
+        series = read_series_csv(
+            source,
+            cfg.time_column,
+            columns,
+            fill_missing=cfg.fill_missing,
+            duplicates=cfg.duplicates,
+        )
+        name = Path(source).name
+        if series.values.shape[1] != 1 and len(inputs) == 1:
+            raise DataError(
+                f"{name} has {series.values.shape[1]} value columns ({', '.join(series.columns)}); "
+                "name the one to forecast with --target-column"
+            )
+        window, horizon = spec["window"], spec["horizon"]
+        if len(series) < window:
+            raise DataError(f"{name} has {len(series)} rows; the model reads the last {window}")
+        scaler = Standardizer(np.array(spec["scaler"]["mean"]), np.array(spec["scaler"]["std"]))
+        history = series.values[None, -window:].astype(np.float32)
+        forecast = unscaled_forecast(logged.model, history, scaler)[0]
+        table = pd.DataFrame({"timestamp": future_timestamps(series.timestamps, horizon)})
+        quantiles = spec["quantiles"] or [0.5]
+        table["forecast"] = forecast[:, quantiles.index(0.5)]
+        for i, q in enumerate(quantiles if len(quantiles) > 1 else []):
+            table[f"q{q:g}"] = forecast[:, i]
+        lines = [
+            "  ".join(f"{value:.6g}" if isinstance(value, float) else str(value) for value in row)
+            for row in table.itertuples(index=False)
+        ]
+        return Prediction(lines=lines, tables={"forecast": table})
+
     # ---- evaluation -------------------------------------------------------------------------
     def evaluate(self, model: keras.Model, splits: Splits, cfg: ForecastConfig) -> Report:
         info = splits.info
@@ -219,7 +261,7 @@ class ForecastTask(Task):
         series: TimeSeries = info["series"]
         target = series.values[:, 0].astype(np.float64)
         actual = target[test.origins[:, None] + np.arange(cfg.horizon)[None, :]]
-        quantiles = self.predict(model, test.inputs, info["scaler"])
+        quantiles = unscaled_forecast(model, test.inputs, info["scaler"])
         forecasts = self.forecasts(quantiles, cfg)
         ets = baselines.HoltWinters.fit(target[: info["train_end"]], info["season"])
         forecasts |= self.baseline_forecasts(target, test.origins, cfg.horizon, info, ets)
@@ -263,12 +305,6 @@ class ForecastTask(Task):
         return report
 
     @staticmethod
-    def predict(model: keras.Model, inputs: np.ndarray, scaler: Standardizer) -> np.ndarray:
-        """[origins, horizon, quantiles] forecasts in the target's units."""
-        scaled = model.predict(inputs, batch_size=256, verbose=0)
-        return scaled.astype(np.float64) * scaler.std[0] + scaler.mean[0]
-
-    @staticmethod
     def forecasts(quantiles: np.ndarray, cfg: ForecastConfig) -> dict[str, np.ndarray]:
         median = sorted(cfg.quantiles).index(0.5) if cfg.quantiles else 0
         return {"lstm": quantiles[..., median]}
@@ -288,6 +324,20 @@ class ForecastTask(Task):
             )
         found["ets"] = ets.forecast(target, origins, horizon)
         return found
+
+
+def unscaled_forecast(model: keras.Model, inputs: np.ndarray, scaler: Standardizer) -> np.ndarray:
+    """[origins, horizon, quantiles] forecasts in the target's units."""
+    scaled = model.predict(inputs, batch_size=256, verbose=0)
+    return scaled.astype(np.float64) * scaler.std[0] + scaler.mean[0]
+
+
+def future_timestamps(timestamps: np.ndarray, horizon: int) -> np.ndarray:
+    """``horizon`` timestamps after the last, one median sampling step apart."""
+    if len(timestamps) < 2:
+        return np.arange(1, horizon + 1) + (timestamps[-1] if len(timestamps) else 0)
+    step = np.median(np.diff(timestamps[-min(len(timestamps), 100) :]))
+    return timestamps[-1] + step * np.arange(1, horizon + 1)
 
 
 def spread_origins(start: int, last: int, count: int) -> np.ndarray:

@@ -182,6 +182,31 @@ def test_logged_model_reloads_and_predicts_the_same(trained):
     )
 
 
+def test_predict_forecasts_past_the_end_of_a_new_csv(trained, tmp_path, capsys):
+    """--predict on a CSV the model never saw: the horizon after its last row, equal to the
+    model applied to the last window; two numeric columns need --target-column."""
+    result, cfg, uri, _ = trained
+    spec = result.report.artifacts["forecaster"]
+    path = periodic_csv(tmp_path / "new.csv", n=spec["window"] + 20)
+    (logged,) = runs_of(uri, "forecast")
+    argv = ["--model-uri", f"runs:/{logged.info.run_id}/model", "--tracking-uri", uri]
+    assert main(ForecastTask(), [*argv, "--predict", str(path)]) == 2
+    assert "--target-column" in capsys.readouterr().err
+    out = tmp_path / "out"
+    argv += ["--predict", str(path), "--target-column", "load", "--output", str(out)]
+    assert main(ForecastTask(), argv) == 0
+    table = pd.read_csv(out / "forecast.csv")
+    frame = pd.read_csv(path, parse_dates=["time"])
+    assert list(table.columns) == ["timestamp", "forecast", "q0.1", "q0.5", "q0.9"]
+    expected_times = frame.time.iloc[-1] + pd.Timedelta("1h") * np.arange(1, cfg.horizon + 1)
+    assert (pd.to_datetime(table.timestamp) == expected_times).all()
+    history = frame.load.to_numpy(np.float32)[None, -spec["window"] :, None]
+    scaled = result.model.predict(history, verbose=0)[0]
+    expected = scaled * spec["scaler"]["std"][0] + spec["scaler"]["mean"][0]
+    np.testing.assert_allclose(table[["q0.1", "q0.5", "q0.9"]], expected, rtol=1e-4, atol=1e-2)
+    assert len(capsys.readouterr().out.strip().splitlines()) == cfg.horizon
+
+
 def test_quantiles_are_ordered_and_outputs_written(trained):
     result, cfg, _, out = trained
     window = result.report.artifacts["forecaster"]["window"]
