@@ -214,8 +214,10 @@ class SentimentTask(Task):
 
     def predict(self, logged: LoggedModel, source: str, cfg: SentimentConfig) -> Prediction:
         """Label and probability of a text, or of every text of a file (one per line, or the
-        ``--text-column`` of a CSV), in batches; a single text also gets each word's effect."""
-        return classify(logged, read_texts(source, cfg.text_column), cfg.explain > 0)
+        ``--text-column`` of a CSV), in batches of ``--batch-size``; a single text also gets
+        each word's effect."""
+        texts = read_texts(source, cfg.text_column)
+        return classify(logged, texts, cfg.explain > 0, cfg.batch_size)
 
     def folds(self, cfg: SentimentConfig) -> list[tuple[str, SentimentConfig]]:
         """``--folds K``: each stratified fold as the test part of its own child run."""
@@ -347,7 +349,10 @@ class SentimentTask(Task):
             held_out = [(info["texts"][info["parts"][1]], info["labels"][info["parts"][1]])]
             if info["proxy"]:
                 held_out.append(info["proxy"]["dev"])
-            weights = choose_weights(parts(whole), held_out)
+            view = parts(whole)
+            weights = choose_weights(
+                [_predict(view, texts) for texts, _ in held_out], [y for _, y in held_out]
+            )
         weights = np.asarray(weights, float) / np.sum(weights)
         return deployed(info["vectorizer"], model, experts, weights)
 
@@ -435,14 +440,11 @@ def id_dataset(
 
 
 def choose_weights(
-    view: keras.Model, held_out: list[tuple[Any, np.ndarray]], step: float = 0.1
+    probabilities: list[np.ndarray], labels: list[np.ndarray], step: float = 0.1
 ) -> list[float]:
     """Ensemble weights (on a ``step`` grid of the simplex) with the best mean accuracy over
-    the ``held_out`` sets; ties go to the most weight on the network."""
-    probabilities = [
-        np.asarray(view.predict(np.asarray(t, dtype=object), batch_size=256, verbose=0))
-        for t, _ in held_out
-    ]
+    held-out sets, given each set's ``[N, parts]`` probabilities and its labels; ties go to
+    the most weight on the first part (the network)."""
     n = probabilities[0].shape[1]
     ticks = int(round(1 / step))
     best, best_score = None, -1.0
@@ -452,14 +454,20 @@ def choose_weights(
             continue
         weights = np.array([rest, *combo], float) / ticks
         score = np.mean([
-            accuracy_score(labels, p @ weights >= 0.5)
-            for p, (_, labels) in zip(probabilities, held_out, strict=True)
+            accuracy_score(y, p @ weights >= 0.5)
+            for p, y in zip(probabilities, labels, strict=True)
         ])  # fmt: skip
         if score > best_score + 1e-12 or (
             abs(score - best_score) <= 1e-12 and weights[0] > best[0]
         ):
             best, best_score = weights, score
     return best.tolist()
+
+
+def _predict(model: keras.Model, texts: Any) -> np.ndarray:
+    """``model``'s outputs on raw texts, ``[N, outputs]``."""
+    texts = np.asarray(texts, dtype=object)
+    return np.asarray(model.predict(texts, batch_size=256, verbose=0)).reshape(len(texts), -1)
 
 
 def _probabilities(model: keras.Model, texts: Any) -> np.ndarray:
@@ -469,11 +477,8 @@ def _probabilities(model: keras.Model, texts: Any) -> np.ndarray:
 def part_probabilities(model: keras.Model, texts: Any) -> dict[str, np.ndarray]:
     """p(positive) of the deployed model (key ``""``) and of each part alone
     (``"network_"``, ``"lexicon_"``, ``"nbsvm_"``), from one pass over ``texts``."""
-    texts = np.asarray(texts, dtype=object)
     names = part_names(model)
-    each = np.asarray(parts(model).predict(texts, batch_size=256, verbose=0)).reshape(
-        len(texts), -1
-    )
+    each = _predict(parts(model), texts)
     probabilities = {f"{name}_": each[:, i] for i, name in enumerate(names)}
     return {"": each @ mixing_weights(model)} | probabilities
 
@@ -612,13 +617,16 @@ def decisive_words(item: Explanation, k: int) -> list[str]:
 
 
 # ---- predict mode ------------------------------------------------------------------------------
-def known_words(model: keras.Model, text: str) -> int:
-    """How many of the normalised words of ``text`` the deployed model's vocabulary knows
+def known_words(model: keras.Model, texts: list[str], batch_size: int = 1024) -> np.ndarray:
+    """How many of the normalised words of each text the deployed model's vocabulary knows
     (the normaliser's marks, such as ``xxelong``, are no words)."""
     layer = model.get_layer(WORDS)
     marks = [i for i, token in enumerate(layer.get_vocabulary()) if token in SPECIAL_TOKENS]
-    ids = np.asarray(layer(tf.constant([text], tf.string)))
-    return int(np.sum((ids > OOV_ID) & ~np.isin(ids, marks)))
+    counts = []
+    for start in range(0, len(texts), batch_size):
+        ids = np.asarray(layer(tf.constant(texts[start : start + batch_size], tf.string)))
+        counts.append(np.sum((ids > OOV_ID) & ~np.isin(ids, marks), axis=1))
+    return np.concatenate(counts)
 
 
 def classify(
@@ -629,9 +637,12 @@ def classify(
     printed word by word. A text none of whose words the model knows is refused: its label
     would be the model's guess from nothing."""
     classes = logged.artifact(CLASSES_ARTIFACT)["classes"]
-    for text in texts:
-        if not known_words(logged.model, text):
-            raise DataError(f"none of the words of {text!r} are in the model's vocabulary")
+    unknown = np.flatnonzero(known_words(logged.model, texts) == 0)
+    if unknown.size:
+        where = f"text {unknown[0] + 1} of {len(texts)}: " if len(texts) > 1 else ""
+        raise DataError(
+            f"{where}none of the words of {texts[unknown[0]]!r} are in the model's vocabulary"
+        )
     rows = []
     for start in range(0, len(texts), batch_size):
         batch = texts[start : start + batch_size]
@@ -646,9 +657,11 @@ def classify(
             {"text": t, "probability": p, "label": classes[int(p >= 0.5)], "top_words": w}
             for t, p, w in zip(batch, probability, words, strict=True)
         ]
-        if len(texts) > batch_size:  # a progress line on stderr, stdout keeps the answers
+        if len(texts) > batch_size:  # a progress bar on stderr, stdout keeps the answers
             done = min(start + batch_size, len(texts))
-            print(f"\rclassified {done}/{len(texts)}", end="", file=sys.stderr, flush=True)
+            bar = "#" * (30 * done // len(texts))
+            print(f"\rclassified {done}/{len(texts)} [{bar:<30}]", end="", file=sys.stderr,
+                  flush=True)  # fmt: skip
     if len(texts) > batch_size:
         print(file=sys.stderr)
     table = pd.DataFrame(rows)

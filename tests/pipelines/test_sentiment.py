@@ -68,9 +68,17 @@ def reviews_csv(path: Path, n: int = 120) -> Path:
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def store(tmp_path_factory) -> str:
+    """One MLflow store for the module (creating one costs seconds); tests that count runs
+    use an experiment of their own in it."""
+    return f"sqlite:///{tmp_path_factory.mktemp('store') / 'mlflow.db'}"
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, store):
+    """The one model most tests share: the defaults, tiny, trained on the synthetic reviews."""
     workdir = tmp_path_factory.mktemp("sentiment")
-    uri = f"sqlite:///{workdir / 'mlflow.db'}"
+    uri = store
     data = reviews_csv(workdir / "reviews.csv")
     cfg = SentimentConfig(data=str(data), text_column="review", label_column="mood", **TINY)
     result = run(SentimentTask(), cfg, RunOptions(tracking_uri=uri, output=str(workdir / "out")))
@@ -166,34 +174,22 @@ def test_deployed_model_is_the_weighted_mean_of_its_parts(tmp_path):
 
 def test_ensemble_weights_are_chosen_on_held_out_sets_by_mean_accuracy():
     """Part 0 is right on set A only, part 1 on both: all weight goes to part 1."""
-
-    class Fixed:
-        def __init__(self, table):
-            self.table = table
-
-        def predict(self, texts, **_):
-            return np.array([self.table[t] for t in texts])
-
     labels = np.array([1, 0, 1, 0])
-    table = {f"a{i}": [0.9 if y else 0.1, 0.8 if y else 0.2] for i, y in enumerate(labels)}
-    table |= {f"b{i}": [0.1 if y else 0.9, 0.7 if y else 0.3] for i, y in enumerate(labels)}
-    held_out = [([f"a{i}" for i in range(4)], labels), ([f"b{i}" for i in range(4)], labels)]
-    weights = choose_weights(Fixed(table), held_out)
+    on_a = np.array([[0.9 if y else 0.1, 0.8 if y else 0.2] for y in labels])
+    on_b = np.array([[0.1 if y else 0.9, 0.7 if y else 0.3] for y in labels])
+    weights = choose_weights([on_a, on_b], [labels, labels])
     assert weights[1] > 0.5 and abs(sum(weights) - 1) < 1e-9
 
 
 def test_expert_none_deploys_the_network_alone(tmp_path):
-    data = reviews_csv(tmp_path / "reviews.csv", n=60)
     alone = dict(experts="none", embeddings="none", embedding_dim=8, embedding_training="full")
-    cfg = SentimentConfig(data=str(data), text_column="review", label_column="mood",
-                          **TINY | alone)  # fmt: skip
-    result = run(SentimentTask(), cfg, RunOptions(tracking_uri=f"sqlite:///{tmp_path}/m.db",
-                                                  log_model=False))  # fmt: skip
-    assert not any(layer.name.startswith("expert_") for layer in result.model.layers)
-    assert result.metrics["test_network_accuracy"] == result.metrics["test_accuracy"]
-    assert not any(name.startswith("test_nbsvm_") for name in result.metrics)
-    network = result.model.get_layer("network")
-    assert network.get_layer("embedding").get_weights()[0].shape[1] == 8
+    task, cfg, splits, network = untrained(tmp_path, **alone)
+    deployed = task.deployable(network, splits, cfg)
+    assert not any(layer.name.startswith("expert_") for layer in deployed.layers)
+    metrics = task.evaluate(deployed, splits, cfg).metrics
+    assert metrics["network_accuracy"] == metrics["accuracy"]
+    assert not any(name.startswith("nbsvm_") for name in metrics)
+    assert deployed.get_layer("network").get_layer("embedding").get_weights()[0].shape[1] == 8
 
 
 def test_vocabulary_holds_glove_words_beyond_training_and_they_keep_their_vectors(tmp_path):
@@ -230,25 +226,35 @@ def test_predict_prints_label_probability_and_word_effects(trained, capsys):
 
 
 def test_predict_classifies_a_file_like_single_sentences(trained, capsys, tmp_path):
+    """A text file and a CSV, in batches of 2: the probabilities of one-sentence --predict
+    (the CLI for the first, the logged model one text at a time for all), labels by them, and
+    the top words only when explaining."""
     result, uri, _ = trained
     texts = ["a superb film", "a boring and weak film", "the cast was great"]
-    (tmp_path / "texts.txt").write_text("\n".join(texts) + "\n")
+    (tmp_path / "texts.txt").write_text("\n".join(texts) + "\n\n")
     pd.DataFrame({"id": [1, 2, 3], "review": texts}).to_csv(tmp_path / "texts.csv", index=False)
     common = ["--model-uri", f"runs:/{result.run_id}/model", "--tracking-uri", uri]
-    single = []
-    for text in texts:
-        assert cli(["--predict", text, *common]) == 0
-        out = capsys.readouterr().out
-        single.append(float(out.splitlines()[1].rsplit(" ", 1)[1]))
-    for source, extra in (("texts.txt", []), ("texts.csv", ["--text-column", "review"])):
+    assert cli(["--predict", texts[0], *common]) == 0
+    first = float(capsys.readouterr().out.splitlines()[1].rsplit(" ", 1)[1])
+    single = [float(result.model.predict(np.array([t], object), verbose=0)[0, 0]) for t in texts]
+    assert first == pytest.approx(single[0], abs=1e-4)
+    for source, extra in (
+        ("texts.txt", []),
+        ("texts.csv", ["--text-column", "review", "--explain", "0"]),
+    ):
         output = tmp_path / source.replace(".", "_")
-        code = cli(["--predict", str(tmp_path / source), *extra, *common, "--output", str(output)])
-        assert code == 0 and len(capsys.readouterr().out.splitlines()) == 3
+        code = cli(["--predict", str(tmp_path / source), *extra, *common, "--batch-size", "2",
+                    "--output", str(output)])  # fmt: skip
+        captured = capsys.readouterr()
+        assert code == 0 and len(captured.out.splitlines()) == 3
+        assert "classified 3/3" in captured.err  # the progress line, batch by batch
         table = pd.read_csv(output / "predictions.csv")
         assert table["text"].tolist() == texts
-        np.testing.assert_allclose(table["probability"], single, atol=1e-4)
-    assert cli(["--predict", str(tmp_path / "texts.csv"), *common]) == 2  # no "text" column
-    assert "--text-column" in capsys.readouterr().err
+        np.testing.assert_allclose(table["probability"], single, atol=1e-5)
+        assert table["label"].tolist() == [["neg", "pos"][p >= 0.5] for p in single]
+        assert ("top_words" in table) == (source == "texts.txt")
+    words = pd.read_csv(tmp_path / "texts_txt" / "predictions.csv")["top_words"]
+    assert all(set(w.split()) <= set(t.split()) for w, t in zip(words, texts, strict=True))
 
 
 def test_occlusion_effect_is_the_change_when_the_word_is_deleted(trained):
@@ -263,16 +269,10 @@ def test_occlusion_effect_is_the_change_when_the_word_is_deleted(trained):
         np.testing.assert_allclose(item.effects, p[0] - p[1:], atol=1e-5)
 
 
-def test_the_deciding_word_has_the_largest_effect(tmp_path):
+def test_the_deciding_word_has_the_largest_effect(trained):
     """On data where one word decides the label, occlusion ranks that word first in every
     sentence, whatever its position."""
-    data = reviews_csv(tmp_path / "reviews.csv", n=200)
-    learns = dict(epochs=15, patience=0, experts="none", dropout=0.0, word_dropout=0.0,
-                  head_dropout=0.0, learning_rate=3e-3, embedding_training="full")  # fmt: skip
-    cfg = SentimentConfig(data=str(data), text_column="review", label_column="mood",
-                          **TINY | learns)  # fmt: skip
-    result = run(SentimentTask(), cfg, RunOptions(tracking_uri=f"sqlite:///{tmp_path}/m.db",
-                                                  log_model=False))  # fmt: skip
+    result, _, _ = trained
     deciding = ["great", "superb", "boring", "weak"]
     texts = [f"{w} the film was and the cast 2" for w in deciding[:2]] + [
         f"the film was and the cast 5 {w}" for w in deciding[2:]
@@ -287,14 +287,26 @@ def test_the_deciding_word_has_the_largest_effect(tmp_path):
         (["--predict", "   ", "--model-uri", "{model}"], "empty text"),
         (["--predict", "zzzqqq qqqzzz", "--model-uri", "{model}"], "none of the words"),
         (["--predict", "a film", "--model-uri", "runs:/0123456789abcdef/model"], "cannot load"),
+        (["--predict", "{dir}/empty.txt", "--model-uri", "{model}"], "empty.txt contains no text"),
+        (["--predict", "{dir}/blank.csv", "--model-uri", "{model}"], "blank.csv is empty"),
+        (["--predict", "{dir}/data.bin", "--model-uri", "{model}"], "data.bin is a binary file"),
+        (["--predict", "{dir}/image.png", "--model-uri", "{model}"], "image.png is not UTF-8"),
+        (["--predict", "{dir}/texts.csv", "--text-column", "body", "--model-uri", "{model}"],
+         "texts.csv has no column(s) body; columns are id, review"),
     ],
-)
-def test_bad_predict_input_is_one_error_line(trained, args, message, capsys):
+)  # fmt: skip
+def test_bad_predict_input_is_one_error_line(trained, args, message, capsys, tmp_path):
     result, uri, _ = trained
-    args = [a.format(model=f"runs:/{result.run_id}/model") for a in args]
-    code = cli([*args, "--tracking-uri", uri])
+    (tmp_path / "empty.txt").write_text("\n  \n")
+    (tmp_path / "blank.csv").write_text("")
+    (tmp_path / "data.bin").write_bytes(b"\x00\x01text\x00")
+    (tmp_path / "image.png").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00")
+    (tmp_path / "texts.csv").write_text("id,review\n1,a superb film\n")
+    args = [a.format(model=f"runs:/{result.run_id}/model", dir=tmp_path) for a in args]
+    code = cli([*args, "--tracking-uri", uri, "--output", str(tmp_path / "out")])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and err[0].startswith("error: ") and message in err[0], err
+    assert not (tmp_path / "out" / "predictions.csv").exists()
 
 
 # ---- the normaliser, rule by rule ---------------------------------------------------------------
@@ -376,15 +388,15 @@ BAD_INPUTS = {
 
 
 @pytest.mark.parametrize("case", BAD_INPUTS)
-def test_bad_input_is_one_line_exit_2_and_a_failed_run(case, workdir, tracking_uri, capsys):
+def test_bad_input_is_one_line_exit_2_and_a_failed_run(case, workdir, store, capsys):
     name, message = BAD_INPUTS[case]
     path = _bad_files(workdir)[name]
-    code = cli([*TINY_FLAGS, "--data", str(path), "--tracking-uri", tracking_uri,
+    code = cli([*TINY_FLAGS, "--data", str(path), "--tracking-uri", store, "--experiment", case,
                 "--output", str(workdir / "out")])  # fmt: skip
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2
     assert len(err) == 1 and err[0].startswith("error: ") and message in err[0], err
-    (failed,) = runs_of(tracking_uri, "sentiment")
+    (failed,) = runs_of(store, case)
     assert failed.info.status == "FAILED" and message in failed.data.tags["error"]
     assert not (workdir / "out" / "explanations.csv").exists()
 
@@ -399,13 +411,12 @@ def test_bad_input_is_one_line_exit_2_and_a_failed_run(case, workdir, tracking_u
         (["--fold", "4", "--folds", "3"], "--fold 4 is outside --folds 3"),
     ],
 )
-def test_bad_flags_are_one_line_exit_2_and_a_failed_run(
-    flags, message, workdir, tracking_uri, capsys
-):
-    code = cli([*flags, "--tracking-uri", tracking_uri])
+def test_bad_flags_are_one_line_exit_2_and_a_failed_run(flags, message, store, capsys):
+    experiment = " ".join(flags)
+    code = cli([*flags, "--tracking-uri", store, "--experiment", experiment])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and err[0].startswith("error: ") and message in err[0], err
-    (failed,) = runs_of(tracking_uri, "sentiment")
+    (failed,) = runs_of(store, experiment)
     assert failed.info.status == "FAILED" and message in failed.data.tags["error"]
 
 
@@ -419,34 +430,30 @@ def test_negative_pretraining_epochs_are_one_line_exit_2_and_a_failed_run(
     assert failed.info.status == "FAILED" and message in failed.data.tags["error"]
 
 
-def test_k_fold_trains_each_fold_as_a_child_run_honouring_the_run_flags(
-    workdir, tracking_uri, capsys
-):
-    """``--folds 3 --strategy mirrored --output DIR`` goes through the runner's folds: three
+def test_k_fold_trains_each_fold_as_a_child_run_honouring_the_run_flags(workdir, store, capsys):
+    """``--folds 2 --strategy mirrored --output DIR`` goes through the runner's folds: two
     child runs under one parent, each fitted under the given strategy, the summary written."""
-    data = reviews_csv(workdir / "reviews.csv", n=60)
+    data = reviews_csv(workdir / "reviews.csv", n=40)
     out = workdir / "out"
     code = cli([*TINY_FLAGS, "--data", str(data), "--text-column", "review", "--label-column",
-                "mood", "--folds", "3", "--no-log-model", "--strategy", "mirrored",
-                "--output", str(out), "--tracking-uri", tracking_uri])  # fmt: skip
+                "mood", "--folds", "2", "--no-log-model", "--strategy", "mirrored", "--output",
+                str(out), "--tracking-uri", store, "--experiment", "folds"])  # fmt: skip
     assert code == 0, capsys.readouterr().err
-    runs = runs_of(tracking_uri, "sentiment")
+    runs = runs_of(store, "folds")
     parent = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
     children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
-    assert len(parent) == 1 and sorted(r.data.tags["fold"] for r in children) == [
-        "fold1", "fold2", "fold3"
-    ]  # fmt: skip
+    assert len(parent) == 1 and sorted(r.data.tags["fold"] for r in children) == ["fold1", "fold2"]
     for name in ("accuracy", "network_accuracy", "nbsvm_accuracy", "lexicon_accuracy"):
         values = [c.data.metrics[f"test_{name}"] for c in children]  # each fold its own experts
         assert parent[0].data.metrics[f"test_{name}"] == pytest.approx(np.mean(values))
-    assert {c.data.params["fold"] for c in children} == {"1", "2", "3"}
+    assert {c.data.params["fold"] for c in children} == {"1", "2"}
     table = pd.read_csv(out / "folds.csv")
-    assert table["fold"].tolist() == ["fold1", "fold2", "fold3"]
+    assert table["fold"].tolist() == ["fold1", "fold2"]
     # every example is tested exactly once over the folds
     cfg = SentimentConfig(data=str(data), text_column="review", label_column="mood", folds=3)
     labels = SentimentTask().load(cfg)[1]
     tests = [SentimentTask().split(replace(cfg, fold=k), labels, None)[2] for k in (1, 2, 3)]
-    assert sorted(np.concatenate(tests).tolist()) == list(range(60))
+    assert sorted(np.concatenate(tests).tolist()) == list(range(40))
 
 
 def test_rotten_tomatoes_builder_drops_plot_rows():
