@@ -82,7 +82,6 @@ from pipelines.sentiment.network import (
     parts,
 )
 from pipelines.sentiment.normalise import SPECIAL_TOKENS
-from pipelines.sentiment.pretrain import plot_synopses, pretrain
 
 CLASSES_ARTIFACT = "classes"
 EXPERTS = ("lexicon", "nbsvm")
@@ -139,9 +138,6 @@ class SentimentConfig(TaskConfig):
     dropout: float = new_default("dropout", 0.5)
     learning_rate: float = option(1e-3, "AdamW learning rate")
     weight_decay: float = new_default("weight_decay", 0.05)
-    pretrain_epochs: int = option(
-        0, "epochs of language-model pretraining on unlabelled text before training (0: none)"
-    )
     epochs: int = new_default("epochs", 10)
     patience: int = new_default("patience", 3)
     validation_fraction: float = option(0.1, "share of examples for early stopping")
@@ -157,7 +153,7 @@ class SentimentConfig(TaskConfig):
         super().validate()
         self.require_positive("max_tokens", "max_length", "embedding_dim", "attention_units",
                               "folds")  # fmt: skip
-        self.require_non_negative("pretrain_epochs", "glove_words", "fold", "embedding_noise")
+        self.require_non_negative("glove_words", "fold", "embedding_noise")
         self.require_rate("head_dropout", "embedding_dropout", "word_dropout")
         self.require_split()
         if self.fold > self.folds:
@@ -230,12 +226,7 @@ class SentimentTask(Task):
         texts, labels, classes, groups = self.load(cfg)
         parts = self.split(cfg, labels, groups)
         splits = self.make_splits(cfg, texts, labels, parts)
-        with_plots = cfg.pretrain_epochs and cfg.data == "rotten_tomatoes"
-        splits.info.update(
-            classes=classes,
-            unlabelled=plot_synopses(cfg.max_length) if with_plots else [],
-            proxy=proxy_tweets() if cfg.uses_proxy else {},
-        )
+        splits.info.update(classes=classes, proxy=proxy_tweets() if cfg.uses_proxy else {})
         return splits
 
     def load(
@@ -321,11 +312,6 @@ class SentimentTask(Task):
             trainable_embedding=cfg.embedding_training,
         )
         model = network(splits.info["vectors"], shape, seed=cfg.seed)
-        if cfg.pretrain_epochs:
-            info = splits.info
-            texts = [*info["texts"][info["parts"][0]], *info["unlabelled"]]
-            pretrain(model, info["vectorizer"], texts, cfg.pretrain_epochs, cfg.batch_size,
-                     cfg.seed)  # fmt: skip
         model.compile(
             optimizer=make_optimizer(
                 space.float("learning_rate", 3e-4, 3e-3, sampling="log"),

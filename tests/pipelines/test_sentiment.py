@@ -19,7 +19,6 @@ from pipelines.core import DataError, RunOptions, main, run
 from pipelines.core.embeddings import GLOVE_VECTORS, GLOVE_WORDS, embedding_matrix
 from pipelines.datasets.text_builders import load_labelled_texts, proxy_tweets
 from pipelines.sentiment.normalise import mark_negation, normalise, segment, tokenise
-from pipelines.sentiment.pretrain import plot_synopses, pretrain
 from pipelines.sentiment.task import (
     SentimentConfig,
     SentimentTask,
@@ -420,16 +419,6 @@ def test_bad_flags_are_one_line_exit_2_and_a_failed_run(flags, message, store, c
     assert failed.info.status == "FAILED" and message in failed.data.tags["error"]
 
 
-def test_negative_pretraining_epochs_are_one_line_exit_2_and_a_failed_run(
-    workdir, tracking_uri, capsys
-):
-    code = cli(["--pretrain-epochs", "-1", "--tracking-uri", tracking_uri])
-    message = "--pretrain-epochs must not be negative, got -1"
-    assert code == 2 and capsys.readouterr().err.strip().splitlines() == [f"error: {message}"]
-    (failed,) = runs_of(tracking_uri, "sentiment")
-    assert failed.info.status == "FAILED" and message in failed.data.tags["error"]
-
-
 def test_k_fold_trains_each_fold_as_a_child_run_honouring_the_run_flags(workdir, store, capsys):
     """``--folds 2 --strategy mirrored --output DIR`` goes through the runner's folds: two
     child runs under one parent, each fitted under the given strategy, the summary written."""
@@ -474,19 +463,3 @@ def test_help_lists_task_flags(capsys):
     for flag in ("--predict", "--model-uri", "--folds", "--text-column", "--cell", "--experts",
                  "--proxy", "--glove-words"):  # fmt: skip
         assert flag in out
-
-
-def test_pretraining_trains_the_classifiers_own_encoder(tmp_path):
-    task, cfg, splits, model = untrained(tmp_path)
-    names = ("embedding_correction", "birnn_0")
-    before = [model.get_layer(n).get_weights()[0].copy() for n in names]
-    texts = splits.info["texts"][splits.info["parts"][0]]
-    losses = pretrain(model, splits.info["vectorizer"], texts, epochs=3, batch_size=16, seed=0)
-    assert losses[-1] < losses[0]
-    after = [model.get_layer(n).get_weights()[0] for n in names]
-    assert all(not np.allclose(b, a) for b, a in zip(before, after, strict=True))
-
-
-def test_plot_synopses_are_cut_to_the_kept_length():
-    chunks = plot_synopses(50)
-    assert len(chunks) > 1097 and max(len(c.split()) for c in chunks) <= 50
