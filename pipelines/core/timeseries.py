@@ -280,6 +280,14 @@ def announce_time_order(message: str) -> None:
         mlflow.set_tag("time_order", message[:5000])
 
 
+def announce_settings(message: str, params: dict[str, Any]) -> None:
+    """Say once on stderr which settings were chosen from the data, and log them as params of
+    the active run (under their own names: the config's own params keep what was given)."""
+    print(f"note: {message}", file=sys.stderr)
+    if mlflow.active_run() is not None:
+        mlflow.log_params(params)
+
+
 def split_points(n: int, validation_fraction: float, test_fraction: float) -> tuple[int, int]:
     """Chronological split indices (train_end, validation_end): the future is never trained on."""
     train_end = int(round(n * (1 - validation_fraction - test_fraction)))

@@ -53,12 +53,14 @@ def taylor_values(source: str) -> np.ndarray:
 class _SeriesBuilder(tfds.core.GeneratorBasedBuilder):
     """One example holding a whole series; subclasses say where it comes from.
 
-    ``COLUMNS`` names the value features (target first), ``SEASON`` the known period in steps.
+    ``COLUMNS`` names the value features (target first), ``SEASON`` the known period in steps,
+    ``HORIZON`` the forecast length its documented results use (a day of half-hours on taylor).
     """
 
     VERSION = tfds.core.Version("1.0.0")
     COLUMNS: tuple[str, ...] = ("value",)
     SEASON = 1
+    HORIZON = 48
     SOURCE: PackagedFile
     HOMEPAGE = ""
 

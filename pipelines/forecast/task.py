@@ -40,6 +40,7 @@ from pipelines.core.plotting import figure
 from pipelines.core.timeseries import (
     Standardizer,
     TimeSeries,
+    announce_settings,
     duplicates_option,
     origin_windows,
     read_series_csv,
@@ -47,7 +48,7 @@ from pipelines.core.timeseries import (
 )
 from pipelines.core.training import make_optimizer
 from pipelines.datasets import FORECAST_SERIES, load_forecast_series
-from pipelines.forecast import baselines, metrics
+from pipelines.forecast import baselines, defaults, metrics
 
 DECODERS = ("direct", "seq2seq")
 
@@ -60,9 +61,9 @@ class ForecastConfig(TaskConfig):
     target_column: str = option("", "CSV column to forecast (default: first numeric column)")
     covariates: list[str] = option([], "CSV input-only columns, comma separated (multivariate)")
     fill_missing: bool = option(False, "interpolate NaN/inf values instead of refusing them")
-    horizon: int = option(48, "steps forecast from each origin")
-    window: int = option(0, "history steps the model reads (0: one season + 2 x horizon)")
-    stride: int = option(2, "steps between consecutive training origins")
+    horizon: int = option(0, "steps forecast from each origin (0: from the data, see docs)")
+    window: int = option(0, "history steps the model reads (0: season + 2 x horizon, capped)")
+    stride: int = option(0, "steps between consecutive training origins (0: from the data)")
     decoder: str = option("direct", "multi-output Dense head or recurrent decoder", DECODERS)
     quantiles: list[float] = option([], "quantiles to forecast with pinball loss, with 0.5")
     residual: bool = option(True, "forecast the correction to the seasonal-naive forecast")
@@ -77,8 +78,7 @@ class ForecastConfig(TaskConfig):
 
     def validate(self) -> None:
         super().validate()
-        self.require_positive("horizon", "stride")
-        self.require_non_negative("window", "season", "backtest")
+        self.require_non_negative("horizon", "window", "stride", "season", "backtest")
         self.require_split()
         if self.quantiles:
             if 0.5 not in self.quantiles or not all(0 < q < 1 for q in self.quantiles):
@@ -104,14 +104,14 @@ class ForecastTask(Task):
 
     # ---- data -------------------------------------------------------------------------------
     def data(self, cfg: ForecastConfig) -> Splits:
-        series, known_season = self.load(cfg)
+        series, known = self.load(cfg)
         target = series.values[:, 0].astype(np.float64)
         n = len(series)
         train_end, validation_end = split_points(n, cfg.validation_fraction, cfg.test_fraction)
-        season = self.season(cfg, known_season, target[:train_end])
-        window = cfg.window or season + 2 * cfg.horizon
-        self.check_lengths(cfg, n, window, train_end, validation_end)
-        if cfg.residual and season >= window:
+        settings = self.plan(cfg, series, known, train_end, validation_end)
+        season, window, horizon = settings.season, settings.window, settings.horizon
+        self.check_lengths(n, window, horizon, train_end, validation_end)
+        if cfg.residual and cfg.window and season >= window:
             raise ConfigError(
                 f"--window {window} must be longer than the season ({season}) the residual "
                 f"model reads back to; use --window > {season}, --season 1 or --no-residual"
@@ -119,9 +119,13 @@ class ForecastTask(Task):
         scale = metrics.seasonal_scale(target[:train_end], season)
         scaler = Standardizer.fit(series.values[:train_end])
         scaled = (target - scaler.mean[0]) / scaler.std[0]
-        horizon = cfg.horizon
+        if settings.reasons:  # once the series is known to be usable
+            announce_settings(
+                f"chosen from the data: {settings.describe()}",
+                {f"chosen_{name}": getattr(settings, name) for name in settings.reasons},
+            )
         origins = {
-            "train": np.arange(window, train_end - horizon + 1, cfg.stride),
+            "train": np.arange(window, train_end - horizon + 1, settings.stride),
             "validation": np.arange(max(train_end, window), validation_end - horizon + 1),
             "test": spread_origins(validation_end, n - horizon, cfg.backtest),
         }
@@ -136,19 +140,24 @@ class ForecastTask(Task):
             "scaler": scaler,
             "season": season,
             "window": window,
+            "horizon": horizon,
             "scale": scale,
             "train_end": train_end,
             "validation_end": validation_end,
+            "validation_samples": samples["validation"],
             "test_samples": samples["test"],
         }
         return Splits(datasets["train"], datasets["validation"], datasets["test"], info)
 
-    def load(self, cfg: ForecastConfig) -> tuple[TimeSeries, int]:
-        """The series (target first, then covariates) and its known season (0: unknown)."""
+    def load(self, cfg: ForecastConfig) -> tuple[TimeSeries, dict[str, int]]:
+        """The series (target first, then covariates) and what its data set declares (its
+        ``season`` and ``horizon``; empty for a CSV)."""
         if not (cfg.data.endswith(".csv") or "/" in cfg.data):
             if cfg.target_column or cfg.covariates:
                 raise DataError("--target-column/--covariates apply only to a CSV given by --data")
-            return load_forecast_series(cfg.data.removeprefix("tfds:"))
+            name = cfg.data.removeprefix("tfds:")
+            series, season = load_forecast_series(name)
+            return series, {"season": season, "horizon": FORECAST_SERIES[name].HORIZON}
         columns = [cfg.target_column, *cfg.covariates] if cfg.target_column else None
         if columns is None and cfg.covariates:
             raise DataError("--covariates needs --target-column")
@@ -159,30 +168,48 @@ class ForecastTask(Task):
             fill_missing=cfg.fill_missing,
             duplicates=cfg.duplicates,
         )
-        return series, 0
+        return series, {}
 
     @staticmethod
-    def season(cfg: ForecastConfig, known: int, train: np.ndarray) -> int:
-        """--season, else the data set's own period, else the autocorrelation peak."""
-        if cfg.season:
-            return cfg.season
-        return known or baselines.detect_season(train, max_season=len(train) // 3)
+    def plan(
+        cfg: ForecastConfig,
+        series: TimeSeries,
+        known: dict[str, int],
+        train_end: int,
+        validation_end: int,
+    ) -> defaults.Plan:
+        """Season, horizon, window and stride: as given, else the data set's own, else chosen
+        from the series (:mod:`pipelines.forecast.defaults`)."""
+        train = series.values[:train_end, 0].astype(np.float64)
+        step = defaults.step_seconds(series.timestamps)
+        reasons = {}
+        season = cfg.season or known.get("season", 0)
+        if not season:
+            peak = baselines.detect_season(train, max_season=len(train) // 3)
+            season = defaults.choose_season(train, step, peak)
+            reasons["season"] = "seasonality test on the training part"
+        given = {"horizon": cfg.horizon or known.get("horizon", 0)}
+        given |= {"window": cfg.window, "stride": cfg.stride}
+        settings = defaults.plan(
+            len(series), train_end, validation_end, season, step, given, reasons
+        )
+        return settings
 
     @staticmethod
     def check_lengths(
-        cfg: ForecastConfig, n: int, window: int, train_end: int, validation_end: int
+        n: int, window: int, horizon: int, train_end: int, validation_end: int
     ) -> None:
-        need = window + cfg.horizon
+        need = window + horizon
         if train_end < need:
             raise DataError(
                 f"the series ({n} points) is too short for --window {window} + --horizon "
-                f"{cfg.horizon}: its training part has {train_end} points, {need} needed"
+                f"{horizon}: its training part has {train_end} points, {need} needed"
             )
         shortest = min(validation_end - train_end, n - validation_end)
-        if shortest < cfg.horizon:
+        if shortest < horizon:
             raise DataError(
                 f"the validation/test parts ({shortest} points) are shorter than --horizon "
-                f"{cfg.horizon}; use a longer series or a shorter horizon"
+                f"{horizon}; use a longer series or a shorter horizon"
             )
 
     # ---- model ------------------------------------------------------------------------------
@@ -196,7 +223,7 @@ class ForecastTask(Task):
         model = multi_step_forecaster(
             window,
             len(scaler.mean),
-            cfg.horizon,
+            splits.info["horizon"],
             scaler.mean,
             scaler.std**2,
             cell=space.choice("cell", CELL_NAMES),
@@ -260,11 +287,12 @@ class ForecastTask(Task):
         test: Samples = info["test_samples"]
         series: TimeSeries = info["series"]
         target = series.values[:, 0].astype(np.float64)
-        actual = target[test.origins[:, None] + np.arange(cfg.horizon)[None, :]]
+        horizon = info["horizon"]
+        actual = target[test.origins[:, None] + np.arange(horizon)[None, :]]
         quantiles = unscaled_forecast(model, test.inputs, info["scaler"])
         forecasts = self.forecasts(quantiles, cfg)
         ets = baselines.HoltWinters.fit(target[: info["train_end"]], info["season"])
-        forecasts |= self.baseline_forecasts(target, test.origins, cfg.horizon, info, ets)
+        forecasts |= self.baseline_forecasts(target, test.origins, horizon, info, ets)
         interval = (quantiles[..., 0], quantiles[..., -1]) if len(cfg.quantiles) > 1 else None
         report = Report()
         rows = []
@@ -278,7 +306,7 @@ class ForecastTask(Task):
                 report.metrics |= {f"baseline_{name}_test_{k}": v for k, v in scores.items()}
             rows.append({"model": name, **scores})
         table = pd.DataFrame(rows)
-        print(f"\nforecast metrics on {len(test.origins)} test origins x {cfg.horizon} steps:")
+        print(f"\nforecast metrics on {len(test.origins)} test origins x {horizon} steps:")
         print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
         report.tables["forecast_metrics"] = table
         report.tables["forecasts"] = forecasts_table(
@@ -288,7 +316,7 @@ class ForecastTask(Task):
             "target": series.columns[0],
             "inputs": series.columns,
             "window": info["window"],
-            "horizon": cfg.horizon,
+            "horizon": horizon,
             "season": info["season"],
             "quantiles": sorted(cfg.quantiles),
             "mase_scale": info["scale"],
@@ -393,14 +421,13 @@ def plot_forecasts(
     shown: int = 3,
 ):
     """Forecasts vs actual (and the LSTM's outer quantile band) from the last origins."""
-    picks = sorted(
-        {int(np.searchsorted(origins, origins[-1] - j * cfg.horizon)) for j in range(shown)}
-    )
+    horizon = quantiles.shape[1]
+    picks = sorted({int(np.searchsorted(origins, origins[-1] - j * horizon)) for j in range(shown)})
     fig, axes = figure(rows=len(picks), height=2.6)
     for ax, i in zip(axes, picks):
         origin = origins[i]
-        past = np.arange(max(0, origin - 2 * cfg.horizon), origin)
-        future = origin + np.arange(cfg.horizon)
+        past = np.arange(max(0, origin - 2 * horizon), origin)
+        future = origin + np.arange(horizon)
         ax.plot(past, target[past], color="black", lw=0.8, label="history")
         ax.plot(future, target[future], color="black", lw=1.2, ls="--", label="actual")
         if len(cfg.quantiles) > 1:

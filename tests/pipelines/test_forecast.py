@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from pipelines.core import RunOptions, main, run
-from pipelines.forecast import baselines, metrics
+from pipelines.forecast import baselines, defaults, metrics
 from pipelines.forecast.task import ForecastConfig, ForecastTask, spread_origins
 from tests.conftest import logged_models, runs_of
 
@@ -198,13 +198,13 @@ def test_predict_forecasts_past_the_end_of_a_new_csv(trained, tmp_path, capsys):
     table = pd.read_csv(out / "forecast.csv")
     frame = pd.read_csv(path, parse_dates=["time"])
     assert list(table.columns) == ["timestamp", "forecast", "q0.1", "q0.5", "q0.9"]
-    expected_times = frame.time.iloc[-1] + pd.Timedelta("1h") * np.arange(1, cfg.horizon + 1)
+    expected_times = frame.time.iloc[-1] + pd.Timedelta("1h") * np.arange(1, 48 + 1)
     assert (pd.to_datetime(table.timestamp) == expected_times).all()
     history = frame.load.to_numpy(np.float32)[None, -spec["window"] :, None]
     scaled = result.model.predict(history, verbose=0)[0]
     expected = scaled * spec["scaler"]["std"][0] + spec["scaler"]["mean"][0]
     np.testing.assert_allclose(table[["q0.1", "q0.5", "q0.9"]], expected, rtol=1e-4, atol=1e-2)
-    assert len(capsys.readouterr().out.strip().splitlines()) == cfg.horizon
+    assert len(capsys.readouterr().out.strip().splitlines()) == 48
 
 
 def test_quantiles_are_ordered_and_outputs_written(trained):
@@ -212,7 +212,7 @@ def test_quantiles_are_ordered_and_outputs_written(trained):
     window = result.report.artifacts["forecaster"]["window"]
     x = np.random.default_rng(1).normal(30000, 3000, (5, window, 1)).astype(np.float32)
     predicted = result.model.predict(x, verbose=0)
-    assert predicted.shape == (5, cfg.horizon, 3)
+    assert predicted.shape == (5, 48, 3)  # taylor's own horizon
     assert (np.diff(predicted, axis=-1) >= 0).all()
     forecasts = pd.read_csv(out / "forecasts.csv")
     assert list(forecasts.columns) == [
@@ -228,7 +228,7 @@ def test_quantiles_are_ordered_and_outputs_written(trained):
         "lstm_q0.5",
         "lstm_q0.9",
     ]
-    assert forecasts["origin"].nunique() == 10 and len(forecasts) == 10 * cfg.horizon
+    assert forecasts["origin"].nunique() == 10 and len(forecasts) == 10 * 48
     np.testing.assert_allclose(forecasts["lstm"], forecasts["lstm_q0.5"])
     table = pd.read_csv(out / "forecast_metrics.csv")
     assert list(table["model"]) == ["lstm", "naive", "seasonal_naive", "ets"]
@@ -294,11 +294,57 @@ def test_csv_with_covariates_and_both_decoders(case, workdir, store, capsys):
     assert "forecast metrics on 5 test origins" in capsys.readouterr().out
 
 
+# ---- defaults from the data -----------------------------------------------------------------
+def monthly_csv(path: Path, n: int) -> Path:
+    """A trending yearly cycle sampled monthly, with noise."""
+    t = np.arange(n)
+    noise = np.random.default_rng(3).normal(size=n)
+    values = 100 + 0.5 * t + 10 * np.sin(2 * np.pi * t / 12) + noise
+    frame = pd.DataFrame({"month": pd.date_range("2000-01", periods=n, freq="MS"), "y": values})
+    frame.to_csv(path, index=False)
+    return path
+
+
+def test_defaults_follow_the_calendar_and_the_length():
+    hourly = pd.date_range("2024-01-01", periods=50, freq="h").to_numpy()
+    step = defaults.step_seconds(hourly)
+    assert defaults.calendar_seasons(step) == [24, 168]
+    assert defaults.frequency_horizon(step) == 24
+    monthly = defaults.step_seconds(pd.date_range("2000-01", periods=30, freq="MS").to_numpy())
+    assert defaults.calendar_seasons(monthly) == [12]
+    assert defaults.frequency_horizon(monthly) == 18
+    assert defaults.step_seconds(np.arange(10)) is None
+    noise = np.random.default_rng(0).normal(size=200)
+    assert defaults.choose_season(noise, monthly, 1) == 1  # no cycle: the test refuses 12
+    cycle = np.sin(2 * np.pi * np.arange(200) / 12) + 0.3 * noise
+    assert defaults.choose_season(cycle, monthly, 1) == 12
+    assert defaults.choose_season(cycle, None, 12) == 12  # no time axis: the ACF peak
+    plan = defaults.plan(144, 101, 115, 12, monthly, dict(horizon=0, window=0, stride=0), {})
+    assert (plan.horizon, plan.window, plan.stride) == (7, 26, 1)  # 18 capped by the split
+
+
+def test_short_series_runs_without_flags(workdir, store, capsys):
+    data = monthly_csv(workdir / "monthly.csv", 144)
+    flags = ["--epochs", "2", "--units", "8", "--no-log-model", "--tracking-uri", store]
+    code = main(ForecastTask(), ["--data", str(data), *flags, "--experiment", "short"])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert "season 12 (seasonality test" in err and "horizon 7 (the frequency" in err
+    (logged,) = runs_of(store, "short")
+    params = logged.data.params
+    assert (params["chosen_season"], params["chosen_horizon"], params["chosen_window"]) == (
+        "12",
+        "7",
+        "26",
+    )
+
+
 # ---- bad input ------------------------------------------------------------------------------
 def _bad_csvs(workdir: Path) -> dict[str, Path]:
     frame = pd.read_csv(periodic_csv(workdir / "good.csv"))
-    files = {name: workdir / f"{name}.csv" for name in ("short", "dup", "constant")}
+    files = {name: workdir / f"{name}.csv" for name in ("short", "dup", "constant", "tiny")}
     frame.head(40).to_csv(files["short"], index=False)
+    frame.head(10).to_csv(files["tiny"], index=False)
     dup = frame.copy()
     dup.loc[200, "time"] = dup.loc[199, "time"]
     dup.to_csv(files["dup"], index=False)
@@ -311,8 +357,8 @@ BAD_INPUTS = {
     "duplicated": ("dup", [], "repeating an earlier timestamp"),
     "missing target": ("good", ["--target-column", "demand"], "no column(s) demand"),
     "constant": ("constant", [], "MASE is undefined"),
-    "zero horizon": ("good", ["--horizon", "0"], "--horizon must be positive"),
-    "negative horizon": ("good", ["--horizon", "-2"], "--horizon must be positive"),
+    "too short to forecast": ("tiny", ["--window", "0", "--horizon", "0"], "too short to forecast"),
+    "negative horizon": ("good", ["--horizon", "-2"], "--horizon must not be negative"),
 }
 STARTS_A_RUN = set(BAD_INPUTS)  # flag mistakes too: validated inside the run
 
