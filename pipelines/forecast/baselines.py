@@ -139,3 +139,155 @@ def _model(values: np.ndarray, trend: bool, season: int, **kwargs):
         seasonal_periods=season if season > 1 else None,
         **kwargs,
     )
+
+
+@dataclass
+class Theta:
+    """The Theta method (Assimakopoulos & Nikolopoulos 2000; SES with half the linear trend's
+    drift, Hyndman & Billah 2003) as statsmodels' ThetaModel fits it on the training part:
+    deseasonalized by classical decomposition (multiplicative for a positive series), with
+    ``alpha`` and the drift ``b0`` frozen; from a later origin the SES level is the recursion
+    run over the history up to it."""
+
+    season: int
+    multiplicative: bool
+    seasonal: np.ndarray  # one index per position in the cycle, counted from the series' start
+    alpha: float
+    b0: float
+
+    @classmethod
+    def fit(cls, train: np.ndarray, season: int) -> Theta:
+        from statsmodels.tsa.forecasting.theta import ThetaModel
+        from statsmodels.tsa.seasonal import seasonal_decompose
+
+        seasonal_cycle = season > 1 and len(train) >= 2 * season
+        period = season if seasonal_cycle else 1
+        multiplicative = bool(train.min() > 0)
+        seasonal = np.zeros(1) if not multiplicative else np.ones(1)
+        if seasonal_cycle:
+            seasonal = seasonal_decompose(
+                train, model="mul" if multiplicative else "add", period=period
+            ).seasonal[:period]
+            if multiplicative and seasonal.min() <= 0:  # as ThetaModel falls back
+                multiplicative = False
+                seasonal = seasonal_decompose(train, model="add", period=period).seasonal[:period]
+        model = ThetaModel(
+            train,
+            period=period,
+            deseasonalize=seasonal_cycle,
+            use_test=False,
+            method="mul" if multiplicative else "add",
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            params = model.fit().params
+        return cls(period, multiplicative, seasonal, float(params["alpha"]), float(params["b0"]))
+
+    @property
+    def description(self) -> str:
+        kind = "multiplicative" if self.multiplicative else "additive"
+        return "Theta (SES + drift)" + (f", {kind} season {self.season}" if self.season > 1 else "")
+
+    def forecast(self, values: np.ndarray, origins: np.ndarray, horizon: int) -> np.ndarray:
+        from scipy.signal import lfilter
+
+        values = np.asarray(values, np.float64)
+        cycle = self.seasonal[np.arange(len(values) + horizon) % self.season]
+        past = cycle[: len(values)]
+        plain = values / past if self.multiplicative else values - past
+        alpha = self.alpha
+        # level[i] = alpha * plain[i] + (1 - alpha) * level[i - 1], starting from plain[0]
+        level, _ = lfilter([alpha], [1, alpha - 1], plain, zi=[(1 - alpha) * plain[0]])
+        steps = np.arange(horizon)[None, :]
+        drift = steps + (1 - (1 - alpha) ** origins[:, None]) / alpha if alpha > 0 else steps
+        forecast = level[origins - 1][:, None] + 0.5 * self.b0 * drift
+        future = cycle[origins[:, None] + steps]
+        return forecast * future if self.multiplicative else forecast + future
+
+
+@dataclass
+class AutoETS:
+    """ETS chosen by AIC on the training part (statsmodels ETSModel, additive errors): trend
+    none, additive or damped; season none, additive or (positive series) multiplicative; states
+    initialised heuristically. From a later origin the smoothing runs with the fitted
+    parameters and initial states frozen and reads the states there."""
+
+    spec: dict
+    params: list[float]
+    initial: dict
+
+    @classmethod
+    def fit(cls, train: np.ndarray, season: int) -> AutoETS:
+        from statsmodels.tsa.exponential_smoothing.ets import ETSModel
+
+        seasonal_cycle = season > 1 and len(train) >= 2 * season
+        seasons = [None] + (["add", "mul"] if train.min() > 0 else ["add"]) * seasonal_cycle
+        trends = [(None, False), ("add", False), ("add", True)]
+        best = None
+        for seasonal in seasons:
+            for trend, damped in trends:
+                spec = {
+                    "error": "add",
+                    "trend": trend,
+                    "damped_trend": damped,
+                    "seasonal": seasonal,
+                    "seasonal_periods": season if seasonal else None,
+                }
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    try:
+                        result = ETSModel(
+                            np.asarray(train, np.float64),
+                            initialization_method="heuristic",
+                            **spec,
+                        ).fit(disp=False)
+                    except (ValueError, np.linalg.LinAlgError):
+                        continue  # a heuristic start the series is too short for
+                if np.isfinite(result.aic) and (best is None or result.aic < best[0]):
+                    best = (result.aic, spec, result)
+        if best is None:
+            raise DataError("no ETS model could be fitted to the training part")
+        _, spec, result = best
+        initial = {"initial_level": float(result.initial_level)}
+        if spec["trend"]:
+            initial["initial_trend"] = float(result.initial_trend)
+        if spec["seasonal"]:
+            initial["initial_seasonal"] = np.asarray(result.initial_seasonal).tolist()
+        return cls(spec, np.asarray(result.params, np.float64).tolist(), initial)
+
+    @property
+    def description(self) -> str:
+        spec = self.spec
+        trend = {None: "N", "add": "Ad" if spec["damped_trend"] else "A"}[spec["trend"]]
+        season = {None: "N", "add": "A", "mul": "M"}[spec["seasonal"]]
+        period = f", season {spec['seasonal_periods']}" if spec["seasonal"] else ""
+        return f"auto-ETS(A,{trend},{season}){period}"
+
+    def forecast(self, values: np.ndarray, origins: np.ndarray, horizon: int) -> np.ndarray:
+        from statsmodels.tsa.exponential_smoothing.ets import ETSModel
+
+        spec = self.spec
+        model = ETSModel(
+            np.asarray(values, np.float64), initialization_method="known", **self.initial, **spec
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            states = np.asarray(model.smooth(np.asarray(self.params)).states)
+        last = origins - 1
+        steps = np.arange(1, horizon + 1)
+        trend = np.zeros((len(origins), horizon))
+        if spec["trend"]:
+            phi = self.params[self.spec_index("damping_trend")] if spec["damped_trend"] else 1.0
+            trend = states[last, 1][:, None] * np.cumsum(phi**steps)[None, :]
+        forecast = states[last, 0][:, None] + trend
+        if spec["seasonal"]:
+            m = spec["seasonal_periods"]
+            season = states[:, -1][seasonal_lags(origins, horizon, m)]
+            forecast = forecast * season if spec["seasonal"] == "mul" else forecast + season
+        return forecast
+
+    def spec_index(self, name: str) -> int:
+        names = ["smoothing_level"]
+        names += ["smoothing_trend"] * bool(self.spec["trend"])
+        names += ["smoothing_seasonal"] * bool(self.spec["seasonal"])
+        return (names + ["damping_trend"]).index(name)

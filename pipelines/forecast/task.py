@@ -48,7 +48,7 @@ from pipelines.core.timeseries import (
 )
 from pipelines.core.training import make_optimizer
 from pipelines.datasets import FORECAST_SERIES, load_forecast_series
-from pipelines.forecast import baselines, defaults, metrics
+from pipelines.forecast import baselines, defaults, hybrid, metrics
 
 DECODERS = ("direct", "seq2seq")
 
@@ -67,6 +67,7 @@ class ForecastConfig(TaskConfig):
     decoder: str = option("direct", "multi-output Dense head or recurrent decoder", DECODERS)
     quantiles: list[float] = option([], "quantiles to forecast with pinball loss, with 0.5")
     residual: bool = option(True, "forecast the correction to the seasonal-naive forecast")
+    interval: float = option(0.8, "coverage of the interval calibrated on validation (conformal)")
     season: int = option(0, "season in steps (0: the data set's own, else detected; 1: none)")
     backtest: int = option(0, "forecast origins spread over the test part (0: every step)")
     validation_fraction: float = option(0.1, "share of the series for early stopping")
@@ -80,6 +81,8 @@ class ForecastConfig(TaskConfig):
         super().validate()
         self.require_non_negative("horizon", "window", "stride", "season", "backtest")
         self.require_split()
+        if not 0 < self.interval < 1:
+            raise ConfigError(f"--interval must lie in (0, 1), got {self.interval}")
         if self.quantiles:
             if 0.5 not in self.quantiles or not all(0 < q < 1 for q in self.quantiles):
                 raise ConfigError("--quantiles must lie in (0, 1) and include 0.5 (the forecast)")
@@ -269,12 +272,25 @@ class ForecastTask(Task):
             raise DataError(f"{name} has {len(series)} rows; the model reads the last {window}")
         scaler = Standardizer(np.array(spec["scaler"]["mean"]), np.array(spec["scaler"]["std"]))
         history = series.values[None, -window:].astype(np.float32)
-        forecast = unscaled_forecast(logged.model, history, scaler)[0]
+        quantiles = unscaled_forecast(logged.model, history, scaler)[0]
+        levels = spec["quantiles"] or [0.5]
+        lstm = quantiles[:, levels.index(0.5)]
+        combination = spec["combination"]
+        forecast = lstm
+        if combination["lstm_weight"] < 1:
+            target = series.values[:, 0].astype(np.float64)
+            baseline = hybrid.forecast_past_end(
+                combination["baseline"], target, spec["season"], horizon
+            )
+            weight = combination["lstm_weight"]
+            forecast = weight * lstm + (1 - weight) * baseline
+        half_widths = np.asarray(spec["interval"]["half_widths"])
         table = pd.DataFrame({"timestamp": future_timestamps(series.timestamps, horizon)})
-        quantiles = spec["quantiles"] or [0.5]
-        table["forecast"] = forecast[:, quantiles.index(0.5)]
-        for i, q in enumerate(quantiles if len(quantiles) > 1 else []):
-            table[f"q{q:g}"] = forecast[:, i]
+        table["forecast"] = forecast
+        table["lower"], table["upper"] = forecast - half_widths, forecast + half_widths
+        table["lstm"] = lstm
+        for i, q in enumerate(levels if len(levels) > 1 else []):
+            table[f"lstm_q{q:g}"] = quantiles[:, i]
         lines = [
             "  ".join(f"{value:.6g}" if isinstance(value, float) else str(value) for value in row)
             for row in table.itertuples(index=False)
@@ -284,49 +300,72 @@ class ForecastTask(Task):
     # ---- evaluation -------------------------------------------------------------------------
     def evaluate(self, model: keras.Model, splits: Splits, cfg: ForecastConfig) -> Report:
         info = splits.info
-        test: Samples = info["test_samples"]
         series: TimeSeries = info["series"]
         target = series.values[:, 0].astype(np.float64)
-        horizon = info["horizon"]
-        actual = target[test.origins[:, None] + np.arange(horizon)[None, :]]
-        quantiles = unscaled_forecast(model, test.inputs, info["scaler"])
-        forecasts = self.forecasts(quantiles, cfg)
-        ets = baselines.HoltWinters.fit(target[: info["train_end"]], info["season"])
-        forecasts |= self.baseline_forecasts(target, test.origins, horizon, info, ets)
-        interval = (quantiles[..., 0], quantiles[..., -1]) if len(cfg.quantiles) > 1 else None
+        horizon, season = info["horizon"], info["season"]
+        fitted = hybrid.fit_baselines(target[: info["train_end"]], season)
+        parts = {}
+        for part in ("validation", "test"):
+            samples: Samples = info[f"{part}_samples"]
+            actual = target[samples.origins[:, None] + np.arange(horizon)[None, :]]
+            quantiles = unscaled_forecast(model, samples.inputs, info["scaler"])
+            forecasts = self.forecasts(quantiles, cfg) | hybrid.baseline_forecasts(
+                target, samples.origins, horizon, season, fitted
+            )
+            parts[part] = (samples.origins, actual, quantiles, forecasts)
+        _, val_actual, _, val_forecasts = parts["validation"]
+        chosen = hybrid.Combination.choose(val_actual, val_forecasts)
+        half_widths = hybrid.conformal_half_widths(
+            val_actual, chosen.apply(val_forecasts), cfg.interval
+        )
+        origins, actual, quantiles, forecasts = parts["test"]
+        forecasts = {"forecast": chosen.apply(forecasts)} | forecasts
+        intervals = {
+            "forecast": (forecasts["forecast"] - half_widths, forecasts["forecast"] + half_widths)
+        }
+        if len(cfg.quantiles) > 1:
+            intervals["lstm"] = (quantiles[..., 0], quantiles[..., -1])
         report = Report()
         rows = []
         for name, forecast in forecasts.items():
-            scores = metrics.score(
-                actual, forecast, info["scale"], interval if name == "lstm" else None
-            )
-            if name == "lstm":
+            scores = metrics.score(actual, forecast, info["scale"], intervals.get(name))
+            if name == "forecast":
                 report.metrics |= scores
+            elif name == "lstm":
+                report.metrics |= {f"lstm/test_{k}": v for k, v in scores.items()}
             else:
                 report.metrics |= {f"baseline_{name}_test_{k}": v for k, v in scores.items()}
-            rows.append({"model": name, **scores})
+            rows.append({"model": name, "validation_mae": chosen.validation_mae[name], **scores})
+        report.metrics["hybrid/lstm_weight"] = chosen.weight
         table = pd.DataFrame(rows)
-        print(f"\nforecast metrics on {len(test.origins)} test origins x {horizon} steps:")
+        print(f"\nforecast metrics on {len(origins)} test origins x {horizon} steps:")
         print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+        print(f"forecast = {chosen.description} (lowest validation MAE)")
         report.tables["forecast_metrics"] = table
         report.tables["forecasts"] = forecasts_table(
-            series.timestamps, test.origins, actual, forecasts, quantiles, cfg
+            series.timestamps, origins, actual, forecasts, intervals["forecast"], quantiles, cfg
         )
         report.artifacts["forecaster"] = {
             "target": series.columns[0],
             "inputs": series.columns,
             "window": info["window"],
             "horizon": horizon,
-            "season": info["season"],
+            "season": season,
             "quantiles": sorted(cfg.quantiles),
+            "combination": {
+                "baseline": chosen.baseline,
+                "lstm_weight": chosen.weight,
+                "description": chosen.description,
+            },
+            "interval": {"level": cfg.interval, "half_widths": half_widths.tolist()},
             "mase_scale": info["scale"],
-            "statsmodels_baseline": ets.description,
-            "test_origins": len(test.origins),
+            "baselines": {name: model.description for name, model in fitted.items()},
+            "test_origins": len(origins),
             "scaler": info["scaler"].to_dict(),
         }
         report.figures = {
             "forecast": plot_forecasts(
-                target, series.columns[0], test.origins, forecasts, quantiles, cfg
+                target, series.columns[0], origins, forecasts, intervals["forecast"], cfg
             ),
             "error_by_step": plot_error_by_step(actual, forecasts),
         }
@@ -336,22 +375,6 @@ class ForecastTask(Task):
     def forecasts(quantiles: np.ndarray, cfg: ForecastConfig) -> dict[str, np.ndarray]:
         median = sorted(cfg.quantiles).index(0.5) if cfg.quantiles else 0
         return {"lstm": quantiles[..., median]}
-
-    @staticmethod
-    def baseline_forecasts(
-        target: np.ndarray,
-        origins: np.ndarray,
-        horizon: int,
-        info: dict[str, Any],
-        ets: baselines.HoltWinters,
-    ) -> dict[str, np.ndarray]:
-        found = {"naive": baselines.naive(target, origins, horizon)}
-        if info["season"] > 1:
-            found["seasonal_naive"] = baselines.seasonal_naive(
-                target, origins, horizon, info["season"]
-            )
-        found["ets"] = ets.forecast(target, origins, horizon)
-        return found
 
 
 def unscaled_forecast(model: keras.Model, inputs: np.ndarray, scaler: Standardizer) -> np.ndarray:
@@ -390,6 +413,7 @@ def forecasts_table(
     origins: np.ndarray,
     actual: np.ndarray,
     forecasts: dict[str, np.ndarray],
+    interval: tuple[np.ndarray, np.ndarray],
     quantiles: np.ndarray,
     cfg: ForecastConfig,
 ) -> pd.DataFrame:
@@ -406,6 +430,8 @@ def forecasts_table(
     )
     for name, forecast in forecasts.items():
         table[name] = forecast.ravel()
+        if name == "forecast":
+            table["forecast_lower"], table["forecast_upper"] = (b.ravel() for b in interval)
     for i, q in enumerate(sorted(cfg.quantiles)):
         table[f"lstm_q{q:g}"] = quantiles[..., i].ravel()
     return table
@@ -416,12 +442,13 @@ def plot_forecasts(
     name: str,
     origins: np.ndarray,
     forecasts: dict[str, np.ndarray],
-    quantiles: np.ndarray,
+    interval: tuple[np.ndarray, np.ndarray],
     cfg: ForecastConfig,
     shown: int = 3,
 ):
-    """Forecasts vs actual (and the LSTM's outer quantile band) from the last origins."""
-    horizon = quantiles.shape[1]
+    """Forecasts vs actual, with the deployed forecast's calibrated interval, from the last
+    origins."""
+    horizon = interval[0].shape[1]
     picks = sorted({int(np.searchsorted(origins, origins[-1] - j * horizon)) for j in range(shown)})
     fig, axes = figure(rows=len(picks), height=2.6)
     for ax, i in zip(axes, picks):
@@ -430,18 +457,16 @@ def plot_forecasts(
         future = origin + np.arange(horizon)
         ax.plot(past, target[past], color="black", lw=0.8, label="history")
         ax.plot(future, target[future], color="black", lw=1.2, ls="--", label="actual")
-        if len(cfg.quantiles) > 1:
-            qs = sorted(cfg.quantiles)
-            ax.fill_between(
-                future,
-                quantiles[i, :, 0],
-                quantiles[i, :, -1],
-                color="tab:blue",
-                alpha=0.2,
-                label=f"LSTM {qs[0]:g}-{qs[-1]:g} quantiles",
-            )
+        ax.fill_between(
+            future,
+            interval[0][i],
+            interval[1][i],
+            color="tab:blue",
+            alpha=0.2,
+            label=f"{cfg.interval:.0%} interval (calibrated)",
+        )
         for model, forecast in forecasts.items():
-            ax.plot(future, forecast[i], lw=1.0, label=model)
+            ax.plot(future, forecast[i], lw=1.6 if model == "forecast" else 0.8, label=model)
         ax.axvline(origin - 0.5, color="gray", lw=0.6)
         ax.set(ylabel=name, title=f"forecast from step {origin}")
     axes[0].legend(loc="upper left", fontsize="small", ncol=3)

@@ -11,10 +11,11 @@ import pandas as pd
 import pytest
 
 from pipelines.core import RunOptions, main, run
-from pipelines.forecast import baselines, defaults, metrics
+from pipelines.forecast import baselines, defaults, hybrid, metrics
 from pipelines.forecast.task import ForecastConfig, ForecastTask, spread_origins
 from tests.conftest import logged_models, runs_of
 
+MODELS = ["forecast", "lstm", "naive", "seasonal_naive", "ets", "theta", "auto_ets"]
 TINY = [
     "--epochs",
     "2",
@@ -123,6 +124,47 @@ def test_holt_winters_from_the_training_end_equals_statsmodels_forecast():
     assert ets.description.startswith("Holt-Winters ETS")
 
 
+@pytest.mark.parametrize("season", [12, 1])
+def test_theta_and_auto_ets_from_the_training_end_equal_statsmodels(season):
+    from statsmodels.tsa.exponential_smoothing.ets import ETSModel
+    from statsmodels.tsa.forecasting.theta import ThetaModel
+
+    t = np.arange(300)
+    noise = np.random.default_rng(4).normal(size=300)
+    values = 50 + 0.2 * t + 5 * np.sin(2 * np.pi * t / 12) + noise
+    theta = baselines.Theta.fit(values[:200], season)
+    reference = ThetaModel(
+        values[:200], period=season, deseasonalize=season > 1, use_test=False, method="mul"
+    )
+    np.testing.assert_allclose(
+        theta.forecast(values, np.array([200]), 10)[0], reference.fit().forecast(10), rtol=1e-9
+    )
+    ets = baselines.AutoETS.fit(values[:200], season)
+    fitted = ETSModel(values[:200], initialization_method="heuristic", **ets.spec).fit(disp=False)
+    np.testing.assert_allclose(
+        ets.forecast(values, np.array([200]), 10)[0], fitted.forecast(10), rtol=1e-9
+    )
+    assert ets.description.startswith("auto-ETS(A,")
+    assert (ets.spec["seasonal"] is not None) == (season > 1)
+
+
+def test_combination_is_chosen_on_validation_and_intervals_cover():
+    rng = np.random.default_rng(5)
+    actual = rng.normal(size=(400, 4))
+    good, bad = actual + 0.5 * rng.normal(size=(400, 4)), actual + rng.normal(size=(400, 4))
+    chosen = hybrid.Combination.choose(actual, {"lstm": bad, "ets": good})
+    assert chosen.baseline == "ets" and chosen.weight < 0.5
+    assert chosen.validation_mae["forecast"] <= chosen.validation_mae["ets"]
+    pure = hybrid.Combination.choose(actual, {"lstm": actual + 9, "ets": good})
+    assert (pure.weight, pure.description) == (0.0, "ets")
+    # exchangeable errors: the calibrated interval covers ~80 % of new ones
+    half = hybrid.conformal_half_widths(actual[:200], good[:200], 0.8)
+    inside = np.abs(actual[200:] - good[200:]) <= half
+    assert half.shape == (4,) and 0.74 < inside.mean() < 0.86
+    pooled = hybrid.conformal_half_widths(actual[:10], good[:10], 0.8)  # few origins
+    np.testing.assert_allclose(pooled / pooled[0], np.sqrt([1, 2, 3, 4]))
+
+
 def test_backtest_spreads_the_requested_number_of_origins():
     assert len(spread_origins(100, 300, 7)) == 7
     origins = spread_origins(100, 300, 7)
@@ -151,9 +193,12 @@ def test_default_run_is_fully_tracked(trained):
         assert key in logged.data.params
     for metric in ("mae", "rmse", "smape", "mase"):
         assert f"test_{metric}" in logged.data.metrics
-        for baseline in ("naive", "seasonal_naive", "ets"):
+        assert f"lstm/test_{metric}" in logged.data.metrics
+        for baseline in MODELS[2:]:
             assert f"baseline_{baseline}_test_{metric}" in logged.data.metrics
+    assert 0 <= logged.data.metrics["hybrid/lstm_weight"] <= 1
     assert 0 <= logged.data.metrics["test_coverage"] <= 1
+    assert 0 <= logged.data.metrics["lstm/test_coverage"] <= 1
     assert logged.data.metrics["test_interval_width"] >= 0
     artifacts = mlflow.artifacts.download_artifacts(run_id=logged.info.run_id, tracking_uri=uri)
     names = {str(p.relative_to(artifacts)) for p in Path(artifacts).rglob("*") if p.is_file()}
@@ -197,13 +242,25 @@ def test_predict_forecasts_past_the_end_of_a_new_csv(trained, tmp_path, capsys):
     assert main(ForecastTask(), argv) == 0
     table = pd.read_csv(out / "forecast.csv")
     frame = pd.read_csv(path, parse_dates=["time"])
-    assert list(table.columns) == ["timestamp", "forecast", "q0.1", "q0.5", "q0.9"]
+    quantile_columns = ["lstm_q0.1", "lstm_q0.5", "lstm_q0.9"]
+    assert list(table.columns) == ["timestamp", "forecast", "lower", "upper", "lstm"] + [
+        *quantile_columns
+    ]
     expected_times = frame.time.iloc[-1] + pd.Timedelta("1h") * np.arange(1, 48 + 1)
     assert (pd.to_datetime(table.timestamp) == expected_times).all()
     history = frame.load.to_numpy(np.float32)[None, -spec["window"] :, None]
     scaled = result.model.predict(history, verbose=0)[0]
     expected = scaled * spec["scaler"]["std"][0] + spec["scaler"]["mean"][0]
-    np.testing.assert_allclose(table[["q0.1", "q0.5", "q0.9"]], expected, rtol=1e-4, atol=1e-2)
+    np.testing.assert_allclose(table[quantile_columns], expected, rtol=1e-4, atol=1e-2)
+    # the deployed mix: the LSTM's median with the chosen baseline refitted on the new CSV
+    mix = spec["combination"]
+    baseline = hybrid.forecast_past_end(mix["baseline"], frame.load.to_numpy(float), 336, 48)
+    weight = mix["lstm_weight"]
+    deployed = weight * table["lstm"] + (1 - weight) * baseline
+    np.testing.assert_allclose(table["forecast"], deployed, rtol=1e-5)
+    half = np.asarray(spec["interval"]["half_widths"])
+    np.testing.assert_allclose(table["upper"] - table["forecast"], half, rtol=1e-5)
+    np.testing.assert_allclose(table["forecast"] - table["lower"], half, rtol=1e-5)
     assert len(capsys.readouterr().out.strip().splitlines()) == 48
 
 
@@ -220,21 +277,28 @@ def test_quantiles_are_ordered_and_outputs_written(trained):
         "step",
         "timestamp",
         "actual",
-        "lstm",
-        "naive",
-        "seasonal_naive",
-        "ets",
+        "forecast",
+        "forecast_lower",
+        "forecast_upper",
+        *MODELS[1:],
         "lstm_q0.1",
         "lstm_q0.5",
         "lstm_q0.9",
     ]
     assert forecasts["origin"].nunique() == 10 and len(forecasts) == 10 * 48
     np.testing.assert_allclose(forecasts["lstm"], forecasts["lstm_q0.5"])
+    mix = result.report.artifacts["forecaster"]["combination"]
+    weight = mix["lstm_weight"]
+    deployed = weight * forecasts["lstm"] + (1 - weight) * forecasts[mix["baseline"]]
+    np.testing.assert_allclose(forecasts["forecast"], deployed, rtol=1e-6)
     table = pd.read_csv(out / "forecast_metrics.csv")
-    assert list(table["model"]) == ["lstm", "naive", "seasonal_naive", "ets"]
+    assert list(table["model"]) == MODELS
+    # chosen on validation: no candidate scored lower there than the deployed forecast
+    assert table.loc[0, "validation_mae"] <= table["validation_mae"].min() + 1e-9
     saved = json.loads((out / "metrics.json").read_text())
     assert saved["test_mase"] == pytest.approx(table.loc[0, "mase"])
-    assert saved["baseline_ets_test_mae"] == pytest.approx(table.loc[3, "mae"])
+    assert saved["lstm/test_mase"] == pytest.approx(table.loc[1, "mase"])
+    assert saved["baseline_ets_test_mae"] == pytest.approx(table.loc[4, "mae"])
 
 
 # ---- a CSV with covariates, both decoders ---------------------------------------------------
@@ -359,6 +423,7 @@ BAD_INPUTS = {
     "constant": ("constant", [], "MASE is undefined"),
     "too short to forecast": ("tiny", ["--window", "0", "--horizon", "0"], "too short to forecast"),
     "negative horizon": ("good", ["--horizon", "-2"], "--horizon must not be negative"),
+    "interval level": ("good", ["--interval", "1.5"], "--interval must lie in (0, 1)"),
 }
 STARTS_A_RUN = set(BAD_INPUTS)  # flag mistakes too: validated inside the run
 
