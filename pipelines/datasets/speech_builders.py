@@ -50,10 +50,9 @@ FSDD_SPEAKERS = 6
 
 def fsdd_arrays() -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
     """Recordings (``[T, 13]`` each), digits and derived speaker indices, in npz order."""
-    data = np.load(FSDD.path())
-    bounds = np.concatenate([[0], np.cumsum(data["lengths"])])
-    frames = [data["X"][a:b] for a, b in zip(bounds[:-1], bounds[1:])]
-    digits = data["y"].astype(np.int64)
+    with np.load(FSDD.path()) as data:  # each data["X"] decompresses the whole array anew
+        x, lengths, digits = data["X"], data["lengths"], data["y"].astype(np.int64)
+    frames = np.split(x, np.cumsum(lengths)[:-1])
     return frames, digits, derive_speakers(frames, digits)
 
 
