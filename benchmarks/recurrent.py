@@ -1,12 +1,21 @@
-"""Benchmarks the fused LSTM layers against `keras.layers.LSTM` (train step and inference).
+"""Benchmarks the fused LSTM layers against `keras.layers.LSTM` and `torch.nn.LSTM`.
 
-Every layer is timed the same way: a compiled `keras.Model` (layer + Dense head) driven by
-`train_on_batch` (forward + backward + Adam) and `predict_on_batch`, with XLA off and on.
-The machine is shared, so wall-clock times are inflated and noisy: all models of a shape
-are built and warmed up first, then timed interleaved (one call of each per repeat) so
-load swings hit them alike, and the process CPU time of each call is recorded beside its
-wall time. Medians are reported, plus ratios against the best of keras.layers.LSTM's
-XLA-off/XLA-on medians measured in the same run.
+Every Keras layer is timed the same way: a compiled `keras.Model` (layer + Dense head)
+driven by `train_on_batch` (forward + backward + Adam, one compiled train step) and
+`predict_on_batch`, with XLA off and on. `keras.layers.RNN(PeepholeLSTMCell)` and
+`keras.layers.RNN(LayerNormLSTMCell)` are what a user who writes (or ports from TensorFlow
+Addons) a peephole or layer-norm cell gets: the cell stepped by Keras' generic loop.
+`torch.nn.LSTM` (same head, Adam, eager; its fused LSTM kernel) is timed when torch is
+installed (`pip install torch`, an optional extra; if importing it next to TensorFlow
+crashes in `triton`, `pip uninstall triton`: CPU runs do not use it).
+
+The machine may be shared, so wall-clock times are inflated and noisy: all models of a
+shape are built and warmed up first, then timed interleaved (one call of each per repeat)
+so load swings hit them alike, and the process CPU time of each call is recorded beside
+its wall time. Medians are reported, with ratios against the best of keras.layers.LSTM's
+XLA-off/XLA-on medians measured in the same run. On a GPU the same table runs there
+(keras' and our `LSTM` on cuDNN with XLA off; peephole and layer norm compile their loop
+with XLA) and torch runs on CUDA.
 
     python benchmarks/recurrent.py [--quick] [--output benchmarks/results/recurrent.json]
 """
@@ -29,17 +38,52 @@ import tensorflow as tf
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from models.recurrent import LSTM, LayerNormLSTM, PeepholeLSTM  # noqa: E402
+from models.recurrent import (  # noqa: E402
+    LSTM,
+    LayerNormLSTM,
+    LayerNormLSTMCell,
+    PeepholeLSTM,
+    PeepholeLSTMCell,
+)
 
+REFERENCE = "keras.LSTM"
 LAYERS: dict[str, Callable[[int], keras.layers.Layer]] = {
-    "keras.LSTM": keras.layers.LSTM,
+    REFERENCE: keras.layers.LSTM,
     "LSTM": LSTM,
     "PeepholeLSTM": PeepholeLSTM,
     "LayerNormLSTM": LayerNormLSTM,
+    "RNN(PeepholeLSTMCell)": lambda units: keras.layers.RNN(PeepholeLSTMCell(units)),
+    "RNN(LayerNormLSTMCell)": lambda units: keras.layers.RNN(LayerNormLSTMCell(units)),
+}
+TORCH = "torch.nn.LSTM"
+# Layers also compared with another of ours: the targets for peephole and layer norm are
+# relative to our LSTM, a hand-built RNN(cell) is compared with the fused layer it replaces.
+COMPARED_WITH = {
+    "PeepholeLSTM": "LSTM",
+    "LayerNormLSTM": "LSTM",
+    "RNN(PeepholeLSTMCell)": "PeepholeLSTM",
+    "RNN(LayerNormLSTMCell)": "LayerNormLSTM",
 }
 FULL_SHAPES = [(64, 100, 32, 128), (64, 1000, 32, 128)]  # (B, T, D, H)
 QUICK_SHAPES = [(8, 10, 4, 8), (8, 30, 4, 8)]
 METRICS = ("train", "infer")
+
+
+def device_name() -> str:
+    """ "GPU: <name>" when TensorFlow sees a GPU, else "CPU: <model name>"."""
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        details = tf.config.experimental.get_device_details(gpus[0])
+        return f"GPU: {details.get('device_name', gpus[0].name)}"
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"CPU: {model} ({os.cpu_count()} cores)"
 
 
 def _timed(fn: Callable[[], object]) -> tuple[float, float]:
@@ -49,43 +93,67 @@ def _timed(fn: Callable[[], object]) -> tuple[float, float]:
     return time.perf_counter() - wall, time.process_time() - cpu
 
 
-def _model(name: str, shape: tuple[int, int, int, int], xla: bool) -> keras.Model:
+def _keras_calls(name: str, shape: tuple, xla: bool, x: np.ndarray, y: np.ndarray) -> dict:
     batch, steps, features, units = shape
     keras.utils.set_random_seed(0)
     inputs = keras.Input((steps, features), batch_size=batch)
     model = keras.Model(inputs, keras.layers.Dense(1)(LAYERS[name](units)(inputs)))
     model.compile(optimizer="adam", loss="mse", jit_compile=xla)
-    return model
+    return {
+        "train": lambda: model.train_on_batch(x, y),
+        "infer": lambda: model.predict_on_batch(x),
+    }
+
+
+def _torch_calls(torch: object, shape: tuple, x: np.ndarray, y: np.ndarray) -> dict:
+    """`torch.nn.LSTM` + Linear head with Adam; `.item()`/`.cpu()` wait for the result."""
+    _, _, features, units = shape
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    torch.manual_seed(0)
+    lstm = torch.nn.LSTM(features, units, batch_first=True).to(device)
+    head = torch.nn.Linear(units, 1).to(device)
+    optimizer = torch.optim.Adam([*lstm.parameters(), *head.parameters()])
+    x_t, y_t = torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
+
+    def train() -> float:
+        optimizer.zero_grad()
+        loss = torch.nn.functional.mse_loss(head(lstm(x_t)[0][:, -1]), y_t)
+        loss.backward()
+        optimizer.step()
+        return loss.item()
+
+    def infer() -> object:
+        with torch.inference_mode():
+            return head(lstm(x_t)[0][:, -1]).cpu()
+
+    return {"train": train, "infer": infer}
 
 
 def bench_shape(
-    names: list[str], shape: tuple[int, int, int, int], warmup: int, repeats: int
+    names: list[str], shape: tuple, warmup: int, repeats: int, torch: object = None
 ) -> list[dict]:
     """Times every (layer, XLA) model of one shape, interleaved; one row each, in ms."""
     batch, steps, features, units = shape
     rng = np.random.default_rng(0)
     x = rng.normal(size=(batch, steps, features)).astype("float32")
     y = rng.normal(size=(batch, 1)).astype("float32")
-    keys = [(name, xla) for name in names for xla in (False, True)]
-    calls = {}
-    for key in keys:
-        model = _model(key[0], shape, key[1])
-        calls[key] = {
-            "train": lambda m=model: m.train_on_batch(x, y),
-            "infer": lambda m=model: m.predict_on_batch(x),
-        }
-        for fn in calls[key].values():
+    calls = {(name, xla): _keras_calls(name, shape, xla, x, y) for name in names for xla in (0, 1)}
+    if torch is not None:
+        calls[TORCH, None] = _torch_calls(torch, shape, x, y)
+    for key, fns in calls.items():
+        for fn in fns.values():
             for _ in range(warmup):
                 fn()
-        print(f"built {key[0]} T={steps} xla={key[1]}", file=sys.stderr, flush=True)
-    times = {(key, metric): [] for key in keys for metric in METRICS}
+        print(f"warmed up {key[0]} T={steps} xla={key[1]}", file=sys.stderr, flush=True)
+    times = {(key, metric): [] for key in calls for metric in METRICS}
     for _ in range(repeats):
         for metric in METRICS:
-            for key in keys:
-                times[key, metric].append(_timed(calls[key][metric]))
+            for key, fns in calls.items():
+                times[key, metric].append(_timed(fns[metric]))
     rows = []
-    for name, xla in keys:
-        row = {"layer": name, "B": batch, "T": steps, "D": features, "H": units, "xla": xla}
+    for name, xla in calls:
+        row = {"layer": name, "B": batch, "T": steps, "D": features, "H": units}
+        row["xla"] = None if xla is None else bool(xla)
         for metric in METRICS:
             samples = times[(name, xla), metric]
             row[f"{metric}_ms"] = 1e3 * statistics.median(s[0] for s in samples)
@@ -94,25 +162,47 @@ def bench_shape(
     return rows
 
 
+def _best(rows: list[dict], layer: str, steps: int, key: str) -> float | None:
+    values = [r[key] for r in rows if r["layer"] == layer and r["T"] == steps]
+    return min(values) if values else None
+
+
 def add_ratios(rows: list[dict]) -> None:
-    """Adds wall and CPU ratios against keras.LSTM's best (XLA off/on) for the same shape."""
+    """Wall and CPU ratios against keras.LSTM's best (XLA off/on) for the same shape."""
     for row in rows:
-        ref = [r for r in rows if r["layer"] == "keras.LSTM" and r["T"] == row["T"]]
         for metric in METRICS:
-            for kind in ("ms", "cpu_ms"):
-                best = min(r[f"{metric}_{kind}"] for r in ref)
-                suffix = "ratio" if kind == "ms" else "cpu_ratio"
+            for kind, suffix in (("ms", "ratio"), ("cpu_ms", "cpu_ratio")):
+                best = _best(rows, REFERENCE, row["T"], f"{metric}_{kind}")
                 row[f"{metric}_{suffix}"] = row[f"{metric}_{kind}"] / best
+
+
+def summary(rows: list[dict]) -> list[dict]:
+    """Each layer's best of XLA off/on per metric: wall ms, ratio to keras and to the layer
+    of ours it is compared with (`COMPARED_WITH`)."""
+    out = []
+    for steps in sorted({r["T"] for r in rows}):
+        for layer in dict.fromkeys(r["layer"] for r in rows):
+            entry = {"layer": layer, "T": steps}
+            for metric in METRICS:
+                ms = _best(rows, layer, steps, f"{metric}_ms")
+                entry[f"{metric}_ms"] = ms
+                entry[f"{metric}_vs_keras"] = ms / _best(rows, REFERENCE, steps, f"{metric}_ms")
+                base = _best(rows, COMPARED_WITH.get(layer, ""), steps, f"{metric}_ms")
+                if base:
+                    entry["compared_with"] = COMPARED_WITH[layer]
+                    entry[f"{metric}_vs_base"] = ms / base
+            out.append(entry)
+    return out
 
 
 def format_table(rows: list[dict]) -> str:
     header = (
-        f"{'layer':<14} {'T':>5} {'xla':>5} | {'train ms':>9} {'ratio':>6} {'cpu ms':>8} "
+        f"{'layer':<23} {'T':>5} {'xla':>5} | {'train ms':>9} {'ratio':>6} {'cpu ms':>8} "
         f"{'ratio':>6} | {'infer ms':>9} {'ratio':>6} {'cpu ms':>8} {'ratio':>6}"
     )
     lines = [header, "-" * len(header)]
     for r in rows:
-        cells = [f"{r['layer']:<14} {r['T']:>5} {str(r['xla']):>5}"]
+        cells = [f"{r['layer']:<23} {r['T']:>5} {str(r['xla']):>5}"]
         for metric in METRICS:
             cells.append(
                 f"{r[f'{metric}_ms']:>9.2f} {r[f'{metric}_ratio']:>6.2f} "
@@ -122,37 +212,79 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def format_summary(entries: list[dict]) -> str:
+    """Markdown table of the best-of-XLA ratios (what docs/layers.md quotes)."""
+    lines = [
+        "| layer | T | train ms | train vs keras | infer ms | infer vs keras | train, infer vs |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for e in entries:
+        relative = ""
+        if "compared_with" in e:
+            relative = (
+                f"{e['train_vs_base']:.2f}, {e['infer_vs_base']:.2f} vs `{e['compared_with']}`"
+            )
+        lines.append(
+            f"| `{e['layer']}` | {e['T']} | {e['train_ms']:.1f} | {e['train_vs_keras']:.2f} "
+            f"| {e['infer_ms']:.1f} | {e['infer_vs_keras']:.2f} | {relative} |"
+        )
+    return "\n".join(lines)
+
+
+def _import_torch() -> object:
+    # Idle OpenMP threads of torch would otherwise spin between its calls and steal the
+    # cores from the TensorFlow calls interleaved with them.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes for a smoke run")
     parser.add_argument("--output", default="benchmarks/results/recurrent.json")
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--layers", nargs="+", default=list(LAYERS), choices=list(LAYERS))
+    parser.add_argument("--no-torch", action="store_true", help="skip torch.nn.LSTM")
     args = parser.parse_args(argv)
 
     shapes = QUICK_SHAPES if args.quick else FULL_SHAPES
     repeats = args.repeats or (3 if args.quick else 9)
     warmup = 1 if args.quick else 2
-    names = ["keras.LSTM", *[n for n in args.layers if n != "keras.LSTM"]]
-    rows = [row for shape in shapes for row in bench_shape(names, shape, warmup, repeats)]
+    names = [REFERENCE, *[n for n in args.layers if n != REFERENCE]]
+    torch = None if args.no_torch else _import_torch()
+    load_before = os.getloadavg()
+    rows = [row for shape in shapes for row in bench_shape(names, shape, warmup, repeats, torch)]
     add_ratios(rows)
+    best = summary(rows)
+    device = device_name()
     print(format_table(rows))
-    print(f"batch {shapes[0][0]}, features {shapes[0][2]}, units {shapes[0][3]}")
+    print()
+    print(format_summary(best))
+    batch, _, features, units = shapes[0]
+    print(f"{device}; B={batch}, D={features}, H={units}; load average {load_before}")
 
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     meta = {
+        "device": device,
         "tensorflow": tf.__version__,
         "keras": keras.__version__,
+        "torch": None if torch is None else torch.__version__,
+        "torch_threads": None if torch is None else torch.get_num_threads(),
         "python": platform.python_version(),
         "cpu_count": os.cpu_count(),
-        "load_average": os.getloadavg(),
+        "load_average_before": load_before,
+        "load_average_after": os.getloadavg(),
         "quick": args.quick,
         "repeats": repeats,
         "warmup": warmup,
         "timing": "interleaved repeats; median wall and process-CPU ms per call",
     }
-    output.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
+    output.write_text(json.dumps({"meta": meta, "rows": rows, "best": best}, indent=2))
     print(f"wrote {output}", file=sys.stderr)
 
 
