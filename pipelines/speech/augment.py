@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -192,3 +193,53 @@ def augmented(dataset: tf.data.Dataset, settings: Augmentation, seed: int) -> tf
         num_parallel_calls=tf.data.AUTOTUNE,
         deterministic=True,
     )
+
+
+# ---- test-time warping ----------------------------------------------------------------------
+_PACKAGE = "pipelines.speech"
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class VocalTractWarp(keras.layers.Layer):
+    """MFCC frames ``[B, T, 13]`` as a vocal tract ``alpha`` times as long would give them
+    (:func:`vtlp_matrix`, the training warp); zero padding frames stay zero."""
+
+    def __init__(self, alpha: float = 1.0, **kwargs):
+        super().__init__(**kwargs)
+        self.alpha = float(alpha)
+        self.matrix = tf.transpose(vtlp_matrix(tf.constant(self.alpha)))
+
+    def call(self, frames: tf.Tensor) -> tf.Tensor:
+        return tf.einsum("btc,cd->btd", frames, tf.cast(self.matrix, frames.dtype))
+
+    def get_config(self) -> dict:
+        return super().get_config() | {"alpha": self.alpha}
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class PosteriorMean(keras.layers.Layer):
+    """The mean of several heads' posteriors: class probabilities as they are, CTC logits as
+    log-probabilities (their mean is again a valid input to the CTC decoder)."""
+
+    def __init__(self, logits: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        self.logits = bool(logits)
+
+    def call(self, outputs: list) -> tf.Tensor:
+        if self.logits:
+            outputs = [tf.nn.log_softmax(o, axis=-1) for o in outputs]
+        return tf.add_n(outputs) / len(outputs)
+
+    def get_config(self) -> dict:
+        return super().get_config() | {"logits": self.logits}
+
+
+def warp_averaged(acoustic: keras.Model, warps: tuple[float, ...], logits: bool) -> keras.Model:
+    """``acoustic`` heard at each vocal-tract warp of ``warps``, posteriors averaged
+    (test-time augmentation: a voice between the training voices and a new one)."""
+    if tuple(warps) == (1.0,):
+        return acoustic
+    frames = keras.Input(acoustic.inputs[0].shape[1:], name="frames")
+    heads = [acoustic(VocalTractWarp(a, name=f"warp_{a:g}")(frames)) for a in warps]
+    outputs = PosteriorMean(logits, name="posterior_mean", dtype="float32")(heads)
+    return keras.Model(frames, outputs, name="warp_averaged")

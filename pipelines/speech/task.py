@@ -47,7 +47,7 @@ from pipelines.core.plotting import figure
 from pipelines.core.training import WeightAveraging, make_optimizer
 from pipelines.speech import features
 from pipelines.speech.adaptation import Adapted, balanced, cross_fitted
-from pipelines.speech.augment import NO_AUGMENTATION, Augmentation, augmented
+from pipelines.speech.augment import NO_AUGMENTATION, Augmentation, augmented, warp_averaged
 from pipelines.speech.corpora import BUILTIN, load_corpus
 from pipelines.speech.normalization import SpeakerNormalization
 from pipelines.speech.transcribe import ctc_transcripts, lines, transcribe
@@ -117,6 +117,11 @@ class SpeechConfig(TaskConfig):
         "share of training utterances heard through a random channel: a telephone-like band "
         "limit and/or a noise floor 15-45 dB below the peak (0 disables)",
     )
+    test_warps: str = option(
+        "1",
+        "vocal-tract warps (comma-separated alphas) the logged audio model hears every input at, "
+        "averaging the posteriors (test-time augmentation; 1 = off; docs/speech.md)",
+    )
     time_masks: int = option(2, "SpecAugment time masks per training utterance")
     time_mask_width: int = option(3, "longest time mask, in frames")
     coefficient_masks: int = option(1, "SpecAugment masks over cepstral coefficients")
@@ -170,8 +175,20 @@ class SpeechConfig(TaskConfig):
                     f"{flag} adapts to a held-out speaker: it needs --mode isolated --split speaker"
                 )
         self.require_split()
+        try:
+            warps = self.warps
+        except ValueError:
+            raise ConfigError(
+                f"--test-warps takes numbers like 0.9,1,1.1, got {self.test_warps!r}"
+            ) from None
+        if not warps or min(warps) < 0.5 or max(warps) > 1.5:
+            raise ConfigError(f"--test-warps takes alphas in [0.5, 1.5], got {self.test_warps!r}")
         if self.conv_stride not in (1, 2, 3):
             raise ConfigError(f"--conv-stride must be 1, 2 or 3, got {self.conv_stride}")
+
+    @property
+    def warps(self) -> tuple[float, ...]:
+        return tuple(float(a) for a in self.test_warps.split(",") if a.strip())
 
     @property
     def balanced(self) -> bool:
@@ -288,7 +305,8 @@ class SpeechTask(Task):
         """Models of MFCC frames are logged with the front-end inside: they take raw audio."""
         if not splits.info["audio"]:
             return model
-        return listening_model(model, splits.info["normalization"])
+        hearing = warp_averaged(model, cfg.warps, cfg.mode == "ctc")
+        return listening_model(hearing, splits.info["normalization"])
 
     def predict(self, logged: LoggedModel, source: str, cfg: SpeechConfig) -> Prediction:
         """Transcribe a WAV file or every WAV file of a folder (one line each, and

@@ -11,8 +11,13 @@ input, on those recordings transformed into other conditions:
 * the telephone: 300-3400 Hz band-pass and 8-bit mu-law; white noise at 10 dB SNR; a room
   (a synthetic impulse response, RT60 0.5 s); a quiet recording (-26 dB); a DC offset of 0.05
   (FSDD's own reach 0.008); half a second of faint noise before and after;
+* the dev set, for choosing settings (rows ``dev: ...``; the mean of its rows is printed): voices
+  x1.2, x1.35 and x1.5 higher (resampled) heard through a microphone with a presence peak, a
+  telephone line and a muffled microphone, filters the training channel never draws;
+* saytime's voice (Debian's ``saytime``: its digits, headerless 8 kHz mu-law), when installed;
 * Allison, a real female voice from another source (Debian's ``asterisk-core-sounds-en-wav``,
-  8 kHz, one take of each digit; ``apt-get install asterisk-core-sounds-en-wav``), when installed.
+  8 kHz, one take of each digit; ``apt-get install asterisk-core-sounds-en-wav``), when installed:
+  the final check, never used to choose a setting.
 
 Isolated words: accuracy, each voice's recordings in one batch (a model trained on speaker
 CMVN takes its statistics from them: 10 recordings, about 4 s). Connected digits: WER of the
@@ -50,6 +55,7 @@ from pipelines.speech.utterances import DIGITS, Corpus, as_utterances, speaker_n
 
 SAMPLE = Path(__file__).resolve().parents[2] / "tests" / "data" / "fsdd_sample"
 ALLISON = Path("/usr/share/asterisk/sounds/en_US_f_Allison/digits")
+SAYTIME = Path("/usr/share/saytime")
 RATE = features.SAMPLE_RATE
 
 
@@ -151,6 +157,60 @@ CONDITIONS = {
 }
 
 
+def _peaking(hz: float, gain_db: float, q: float) -> np.ndarray:
+    """A peaking-EQ biquad (Bristow-Johnson's audio EQ cookbook) as second-order sections."""
+    amplitude, w0 = 10 ** (gain_db / 40), 2 * np.pi * hz / RATE
+    alpha = np.sin(w0) / (2 * q)
+    b = [1 + alpha * amplitude, -2 * np.cos(w0), 1 - alpha * amplitude]
+    a = [1 + alpha / amplitude, -2 * np.cos(w0), 1 - alpha / amplitude]
+    return np.concatenate([b, a])[None, :] / a[0]
+
+
+def presence_microphone(wave: np.ndarray) -> np.ndarray:
+    """A small close-talk microphone: low cut at 250 Hz (2nd order) and a +8 dB presence peak
+    at 2.8 kHz (Q 1.2): a fixed tilt and resonance the training channel never draws."""
+    sos = np.concatenate([signal.butter(2, 250, "highpass", fs=RATE, output="sos"),
+                          _peaking(2800.0, 8.0, 1.2)])  # fmt: skip
+    return signal.sosfilt(sos, wave).astype(np.float32)
+
+
+def muffled_microphone(wave: np.ndarray) -> np.ndarray:
+    """A muffled microphone: 6 dB per octave roll-off above 1.2 kHz, 2nd-order low cut at
+    120 Hz (the training channel cuts at 24 dB per octave, from 2.8 kHz up)."""
+    sos = np.concatenate([signal.butter(1, 1200, "lowpass", fs=RATE, output="sos"),
+                          signal.butter(2, 120, "highpass", fs=RATE, output="sos")])  # fmt: skip
+    return signal.sosfilt(sos, wave).astype(np.float32)
+
+
+# The dev set for choosing settings: voices higher than FSDD's six men (x1.2-x1.5, resampled,
+# so pitch and formants scale together, which training's feature-space warp does not do) heard
+# through microphones and a line unlike training's random channel. Allison stays the final check.
+DEV_CONDITIONS = {
+    "dev: voice x1.2, presence microphone": lambda w, rng: presence_microphone(
+        scaled_voice(w, 1.2)
+    ),
+    "dev: voice x1.35, telephone": lambda w, rng: telephone(scaled_voice(w, 1.35)),
+    "dev: voice x1.5, muffled microphone": lambda w, rng: muffled_microphone(scaled_voice(w, 1.5)),
+}
+
+
+def mu_law_decoded(codes: np.ndarray) -> np.ndarray:
+    """8-bit G.711 mu-law codes as samples in [-1, 1]."""
+    codes = ~codes.astype(np.uint8)
+    exponent, mantissa = (codes >> 4) & 7, codes & 15
+    magnitude = ((mantissa.astype(np.int32) << 3) + 132 << exponent) - 132
+    return (np.where(codes & 128, -magnitude, magnitude) / 32768.0).astype(np.float32)
+
+
+def saytime() -> tuple[list[np.ndarray], list[str]] | None:
+    """The digits 0-9 of Debian's ``saytime`` (a real voice, headerless 8 kHz mu-law), or None
+    when the package is not installed."""
+    paths = [SAYTIME / f"{d}.au" for d in range(10)]
+    if not all(p.is_file() for p in paths):
+        return None
+    return [mu_law_decoded(np.fromfile(p, np.uint8)) for p in paths], [str(d) for d in range(10)]
+
+
 def allison() -> tuple[list[np.ndarray], list[str]] | None:
     """Allison's digits 0-9 (8 kHz), or None when the Debian package is not installed."""
     paths = [ALLISON / f"{d}.wav" for d in range(10)]
@@ -211,11 +271,12 @@ def ctc_scores(model, voices: dict[str, tuple[list, list]], cfg: SpeechConfig, s
 
 
 def condition_voices(seed: int) -> dict[str, dict[str, tuple[list, list]]]:
-    """Condition -> voice -> (waveforms, digits)."""
+    """Condition -> voice -> (waveforms, digits): the FSDD sample under each condition and the
+    dev conditions, saytime's voice, and Allison (the final check) when installed."""
     waves, digits, speakers = sample_recordings()
     rng = np.random.default_rng(seed)
     table = {}
-    for name, transform in CONDITIONS.items():
+    for name, transform in (CONDITIONS | DEV_CONDITIONS).items():
         voices = {}
         for speaker in sorted(set(speakers)):
             index = [i for i, s in enumerate(speakers) if s == speaker]
@@ -223,11 +284,13 @@ def condition_voices(seed: int) -> dict[str, dict[str, tuple[list, list]]]:
                 [transform(waves[i], rng) for i in index],
                 [digits[i] for i in index],
             )
-        table[f"FSDD voices, {name}"] = voices
-    found = allison()
-    if found:
-        table["Allison (asterisk prompts), as recorded"] = {"allison": found}
-        table["Allison, telephone"] = {"allison": ([telephone(w) for w in found[0]], found[1])}
+        table[name if name.startswith("dev:") else f"FSDD voices, {name}"] = voices
+    said, spoken = saytime(), allison()
+    if said:
+        table["saytime (Debian saytime), as recorded"] = {"saytime": said}
+    if spoken:
+        table["Allison (asterisk prompts), as recorded"] = {"allison": spoken}
+        table["Allison, telephone"] = {"allison": ([telephone(w) for w in spoken[0]], spoken[1])}
     return table
 
 
@@ -294,6 +357,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     table = measure(cfg, opts)
     print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    dev = table[table.condition.str.startswith("dev:")].drop(columns="condition").mean()
+    print("dev mean:", ", ".join(f"{k} {v:.3f}" for k, v in dev.items()))
     print("runs (isolated, ctc):", *table.attrs["runs"])
     if opts.output:
         Path(opts.output).mkdir(parents=True, exist_ok=True)

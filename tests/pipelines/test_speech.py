@@ -10,6 +10,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.special
 import scipy.stats
 
 from pipelines.core import DataError, RunOptions, main, run
@@ -633,6 +634,22 @@ def test_vtlp_moves_a_formant_by_alpha(alpha):
     assert float(edge) == pytest.approx(augment.SIGNAL_HZ)
 
 
+@pytest.mark.parametrize("logits", [False, True])
+def test_warp_averaged_model_averages_the_posteriors_of_the_warped_frames(logits):
+    rng = np.random.default_rng(0)
+    frames_in = keras.Input((None, 13))
+    dense = keras.layers.Dense(4, activation=None if logits else "softmax")(frames_in)
+    acoustic = keras.Model(frames_in, dense)
+    frames = rng.normal(size=(2, 5, 13)).astype("f4")
+    frames[1, 3:] = 0.0  # padding
+    averaged = augment.warp_averaged(acoustic, (0.9, 1.0, 1.2), logits)
+    heads = [acoustic(frames @ augment.vtlp_matrix(a).numpy().T).numpy() for a in (0.9, 1.0, 1.2)]
+    if logits:
+        heads = [h - scipy.special.logsumexp(h, axis=-1, keepdims=True) for h in heads]
+    np.testing.assert_allclose(averaged(frames).numpy(), np.mean(heads, axis=0), atol=1e-5)
+    assert augment.warp_averaged(acoustic, (1.0,), logits) is acoustic
+
+
 def test_random_channel_cuts_the_band_edges_or_lifts_the_quiet_bands():
     hz = augment._band_centres_hz()
     envelope = 40.0 * np.exp(-0.5 * ((hz - 1000.0) / 300.0) ** 2) - 70.0  # quiet but one formant
@@ -830,6 +847,10 @@ FLAG_ERRORS = {
         "--adapt-confidence must be in [0, 1), got 1.0",
     ),
     "negative adaptation rounds": (["--adapt", "-1"], "--adapt must not be negative, got -1"),
+    "test warp of 2": (
+        ["--test-warps", "1,2"],
+        "--test-warps takes alphas in [0.5, 1.5], got '1,2'",
+    ),
     "no adaptation epochs": (["--adapt-epochs", "0"], "--adapt-epochs must be positive, got 0"),
     "search over every speaker held out": (
         [*EVERY_SPEAKER, "--tune", "--max-trials", "1"],

@@ -36,6 +36,23 @@ def test_telephone_keeps_the_voice_band_and_cuts_below_it():
     assert abs(gain_db(1000.0)) < 1.0 and gain_db(100.0) < -20.0
 
 
+def test_dev_microphones_lift_the_presence_band_or_muffle_the_top():
+    def gain_db(filtered, hz: float) -> float:
+        tone = _tone(hz)
+        return 10 * np.log10(np.mean(filtered(tone)[800:] ** 2) / np.mean(tone[800:] ** 2))
+
+    assert gain_db(voices.presence_microphone, 2800.0) == pytest.approx(8.0, abs=0.5)
+    assert gain_db(voices.presence_microphone, 100.0) < -10.0
+    assert gain_db(voices.muffled_microphone, 3600.0) < -8.0
+    assert abs(gain_db(voices.muffled_microphone, 500.0)) < 1.0
+
+
+def test_mu_law_codes_decode_as_g711():
+    codes = np.array([0xFF, 0x7F, 0x80, 0x00, 0xEF, 0x6A], np.uint8)
+    expected = [0, 0, 32124, -32124, 132, -212]  # Python's audioop.ulaw2lin (16-bit)
+    np.testing.assert_array_equal(voices.mu_law_decoded(codes) * 32768, expected)
+
+
 def test_noise_has_the_signal_to_noise_ratio_asked_for():
     tone = _tone(700.0, 2.0)
     noise = voices.noisy(tone, 10.0, np.random.default_rng(0)) - tone
