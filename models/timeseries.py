@@ -25,16 +25,21 @@ def next_step_predictor(
     layers: int = 1,
     dropout: float = 0.0,
     recurrent_dropout: float = 0.0,
+    residual: bool = False,
 ) -> keras.Model:
     """Causal per-step forecaster (telemanom style): output[t] predicts normalised x[t+1].
 
     Because it is causal and runs on sequences of any length, the same weights score a whole
-    series in one pass or one point at a time from carried state (streaming).
+    series in one pass or one point at a time from carried state (streaming). ``residual``
+    predicts the change from x[t] instead (output = normalised x[t] + correction): untrained it
+    is the persistence forecast, so a few hundred rows of training already help.
     """
     inputs = keras.Input((None, n_features), name="values")
-    x = normalizer(mean, variance)(inputs)
-    x = recurrent_stack(x, cell, units, layers, dropout, recurrent_dropout)
+    scaled = normalizer(mean, variance)(inputs)
+    x = recurrent_stack(scaled, cell, units, layers, dropout, recurrent_dropout)
     outputs = keras.layers.Dense(n_features, name="next_value", dtype="float32")(x)
+    if residual:
+        outputs = keras.layers.Add(name="residual", dtype="float32")([scaled, outputs])
     return keras.Model(inputs, outputs, name="next_step_predictor")
 
 

@@ -43,7 +43,9 @@ def export(run_id: str, output: Path) -> Path:
         )
 
     def write(staged: Path) -> None:
-        StreamingStep(model, config["threshold"], config["smoothing"]).export(staged)
+        # An online run's step returns the raw error (smoothing 1): its likelihood and alarm
+        # rule (detector.json) are applied to that error stream outside the graph.
+        StreamingStep(model, config["threshold"], config.get("smoothing", 1)).export(staged)
         (staged / "detector.json").write_text(json.dumps(config, indent=2) + "\n")
 
     return replace_folder(folder, write, run_id=run_id)

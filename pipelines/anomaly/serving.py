@@ -2,7 +2,9 @@
 
 The request is a DataFrame with the series' value columns (one row per point, oldest first);
 the response has ``score`` and ``is_anomaly`` per row. Scoring starts from a fresh recurrent
-state, so send some history before the points you care about (a few hundred steps).
+state, so send some history before the points you care about (a few hundred steps). An online
+run's scorer also answers each row's ``likelihood``; its first ``probation`` rows only warm up
+the normaliser and likelihood (no alarm), exactly as in the run.
 """
 
 from __future__ import annotations
@@ -38,6 +40,17 @@ class WindowScorer(mlflow.pyfunc.PythonModel):
 
         check_rows(len(model_input))
         values = model_input[self.config["columns"]].to_numpy(np.float32)
+        if self.config.get("protocol") == "online":
+            from pipelines.anomaly.task import online_scores
+
+            scored = online_scores(self.model, values, self.config)
+            return pd.DataFrame(
+                {
+                    "score": scored.errors,
+                    "likelihood": scored.likelihood,
+                    "is_anomaly": scored.alarms,
+                }
+            )
         scores = score_series(
             self.model,
             values,

@@ -20,10 +20,11 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
+from pipelines.anomaly import online
 from pipelines.core.errors import PipelineError
 
 _SKIPPED = (keras.layers.InputLayer, keras.layers.Dropout)
-_STEPPABLE = (keras.layers.Normalization, keras.layers.Dense, keras.layers.RNN)
+_STEPPABLE = (keras.layers.Normalization, keras.layers.Dense, keras.layers.RNN, keras.layers.Add)
 _OUTPUTS = ("score", "is_anomaly", "prediction", "state")
 
 
@@ -74,6 +75,8 @@ class StreamingStep(tf.Module):
                 count = len(np.atleast_1d(layer.cell.state_size))
                 x, layer_state = layer.cell(x, [next(states) for _ in range(count)], training=False)
                 new_states.extend(tf.nest.flatten(layer_state))
+            elif isinstance(layer, keras.layers.Add):  # the residual forecaster: x[t] + change
+                x = scaled + x
             else:  # as a length-1 sequence: Normalization keeps the rank it was built for
                 x = layer(x[:, None], training=False)[:, 0]
                 if isinstance(layer, keras.layers.Normalization):
@@ -131,7 +134,7 @@ class StreamingDetector:
                 f"run {run_id} used the {config['model']} model; streaming needs --model forecaster"
             )
         model = mlflow.keras.load_model(f"runs:/{run_id}/model")
-        return cls(model, config["threshold"], config["smoothing"])
+        return cls(model, config["threshold"], config.get("smoothing", 1))
 
     def reset(self) -> None:
         """Forget the stream: zero recurrent state, no previous prediction, no smoothed score."""
@@ -163,3 +166,61 @@ class StreamingDetector:
 def _suffix(name: str) -> int:
     _, _, number = name.rpartition("_")
     return int(number) if number.isdigit() else 0
+
+
+class OnlineDetector:
+    """An online run's detector on a live stream: each value is z-scored against its EWMA past,
+    the forecaster's step gives its error, and the run's likelihood and alarm rule decide.
+
+    ``update(x)`` returns ``(error, likelihood, alarm)`` with O(1) work; over the run's own
+    series it raises the run's alarms (when the run did not fine-tune, ``--refit-every 0``).
+    ``reference`` (mean, std per column) starts the normaliser; by default the run's.
+    """
+
+    def __init__(
+        self, model: keras.Model, detector: dict, reference: dict[str, list] | None = None
+    ) -> None:
+        if detector.get("protocol") != "online":
+            raise PipelineError("OnlineDetector needs a run of --protocol online")
+        self.config = detector
+        self.reference = reference or detector["reference"]
+        self.settings = online.AlarmSettings(
+            detector["threshold"],
+            detector["alarm_gap"],
+            detector["short_window"],
+            detector["likelihood_window"],
+        )
+        self._steps = StreamingDetector(model, threshold=float("inf"), smoothing=1)
+        self.reset()
+
+    @classmethod
+    def from_run(cls, run_id: str) -> OnlineDetector:
+        """The model and detector settings of an online anomaly run in the current store."""
+        config = mlflow.artifacts.load_dict(f"runs:/{run_id}/results/detector.json")
+        return cls(mlflow.keras.load_model(f"runs:/{run_id}/model"), config)
+
+    def reset(self) -> None:
+        """A new stream: fresh normaliser, likelihood history and alarm rule (the first
+        ``probation`` rows only warm them up)."""
+        self._normaliser = online.RollingNormaliser(
+            self.config["norm_span"], self.reference["mean"], self.reference["std"]
+        )
+        self._likelihood = online.AnomalyLikelihood(
+            self.settings.short_window, self.settings.long_window
+        )
+        self._rule = online.AlarmRule(
+            self.settings.threshold, self.settings.gap, self.config["probation"]
+        )
+        self._steps.reset()
+
+    def update(self, value: Any) -> tuple[float, float, bool]:
+        z = self._normaliser.update(np.ravel(np.asarray(value, np.float64)))
+        error, _ = self._steps.update(z.astype(np.float32))
+        likelihood = self._likelihood.update(error)
+        return error, likelihood, self._rule.update(likelihood)
+
+    def run(self, values: np.ndarray) -> online.Scored:
+        """Errors, likelihoods and alarms of consecutive rows, continuing the stream."""
+        rows = [self.update(v) for v in np.asarray(values)]
+        errors, likelihood, alarms = (np.array(column) for column in zip(*rows))
+        return online.Scored(errors, likelihood, alarms.astype(bool))

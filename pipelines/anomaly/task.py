@@ -1,5 +1,17 @@
 """Time-series anomaly detection with recurrent models.
 
+Two protocols:
+
+* ``online`` (default): the detector sees the series once, in order, as a live stream would.
+  It learns on a probationary period (NAB's first 15 %, at most 750 rows), then every later row
+  gets an error from the past only, an anomaly likelihood against the error's own recent
+  history, and an alarm when the likelihood reaches one threshold shared by every series, at
+  most one per ``--alarm-gap`` rows (see :mod:`pipelines.anomaly.online`). Values are z-scored
+  against an EWMA of their past, so a new level becomes the new normal. A rolling z-score
+  detector with the same likelihood and alarm rule runs beside it as ``baseline_zscore_*``.
+  ``--data DIR`` runs every CSV of a folder as a child run and scores the corpus on the parent.
+* ``batch``: the chronological split below, for series with a clean training stretch.
+
 Two detectors, both unsupervised (labels are used only to score the result):
 
 * ``forecaster`` (default, Hundman et al. 2018 "telemanom"): a causal LSTM predicts x[t+1]
@@ -15,7 +27,9 @@ part are only read by the evaluation. A data set with its own test part (UCR) ke
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import keras
@@ -24,7 +38,7 @@ import pandas as pd
 
 from models.architectures import next_step_predictor, sequence_autoencoder
 from models.recurrent import CELL_NAMES, gate_activations
-from pipelines.anomaly import detection, nab
+from pipelines.anomaly import detection, nab, online
 from pipelines.core import (
     ConfigError,
     DataError,
@@ -36,7 +50,10 @@ from pipelines.core import (
     new_default,
     option,
 )
+from pipelines.core.folds import summary as fold_summary
+from pipelines.core.inference import LoggedModel
 from pipelines.core.plotting import figure
+from pipelines.core.task import Fit, Prediction, Stage
 from pipelines.core.timeseries import (
     Standardizer,
     TimeSeries,
@@ -50,11 +67,37 @@ from pipelines.datasets import SERIES, load_series
 
 MODELS = ("forecaster", "autoencoder")
 THRESHOLDS = ("ndt", "quantile", "max-train")
+PROTOCOLS = ("online", "batch")
+MIN_PROBATION = 50  # rows: fewer leave too little to learn the normal behaviour from
 
 
 @dataclass
 class AnomalyConfig(TaskConfig):
-    data: str = option("mitdb", f"{', '.join(SERIES)}, tfds:NAME, or a CSV path")
+    data: str = option(
+        "mitdb", f"{', '.join(SERIES)}, tfds:NAME, a CSV path, or a folder of CSVs (a corpus)"
+    )
+    protocol: str = option(
+        "online",
+        "online: learn on --probation, then score each row from the past only; "
+        "batch: train/validation/test split",
+        choices=PROTOCOLS,
+    )
+    probation: int = option(
+        0,
+        "online rows to learn from before scoring (0: NAB's 15 %% capped at 750, or a data "
+        "set's own training part)",
+    )
+    norm_span: float = option(
+        500.0, "online: EWMA span (rows) of the mean/std values are scored against"
+    )
+    alarm_likelihood: float = option(0.999, "online: anomaly likelihood that raises an alarm")
+    alarm_gap: int = option(100, "online: rows after an alarm in which no new alarm is raised")
+    likelihood_window: int = option(
+        500, "online: rows of error history the likelihood compares with"
+    )
+    refit_every: int = option(0, "online: fine-tune on recent rows every this many rows (0: never)")
+    refit_epochs: int = option(2, "online: epochs of each fine-tuning")
+    baseline_span: float = option(20.0, "online: EWMA span of the rolling z-score baseline")
     model: str = option(
         "forecaster", "detector: next-step forecaster or window autoencoder", choices=MODELS
     )
@@ -77,8 +120,15 @@ class AnomalyConfig(TaskConfig):
 
     def validate(self) -> None:
         super().validate()
-        self.require_positive("window", "stride", "smoothing")
-        self.require_non_negative("merge_gap")
+        self.require_positive("window", "stride", "smoothing", "norm_span", "refit_epochs")
+        self.require_positive("likelihood_window", "baseline_span")
+        self.require_non_negative("merge_gap", "probation", "alarm_gap", "refit_every")
+        if not 0 < self.alarm_likelihood < 1:
+            raise ConfigError(f"--alarm-likelihood must be in (0, 1), got {self.alarm_likelihood}")
+        if self.protocol == "online" and self.model != "forecaster":
+            raise ConfigError(
+                "--protocol online needs --model forecaster (or use --protocol batch)"
+            )
         self.require_split()
         if not 0 < self.quantile < 1:
             raise ConfigError(f"--quantile must be in (0, 1), got {self.quantile}")
@@ -105,6 +155,8 @@ class AnomalyTask(Task):
     # ---- data -------------------------------------------------------------------------------
     def data(self, cfg: AnomalyConfig) -> Splits:
         series = self.load(cfg)
+        if cfg.protocol == "online":
+            return self.online_data(series, cfg)
         train_end, validation_end = self.split(series, cfg)
         scaler = Standardizer.fit(series.values[:train_end])
         scaled = scaler.transform(series.values)
@@ -140,6 +192,50 @@ class AnomalyTask(Task):
         }
         return Splits(datasets["train"], datasets["validation"], datasets["test"], info)
 
+    def online_data(self, series: TimeSeries, cfg: AnomalyConfig) -> Splits:
+        """Training windows from the probation period only (its last fifth validates early
+        stopping); the whole series, z-scored against its own past, is what gets scored."""
+        probation = probation_rows(series, cfg)
+        scaled = online.normalise_series(series.values, cfg.norm_span, series.values[:probation])
+        window = train_window(probation, cfg.window)
+        learn_end = probation - probation // 5
+        parts = {
+            "train": (0, learn_end),
+            "validation": (learn_end - 1, probation),
+            "test": (probation - 1, len(series)),
+        }
+        datasets = {
+            name: windows(
+                scaled[start : stop - 1],
+                scaled[start + 1 : stop],
+                window,
+                cfg.stride if name == "train" else window // 2,
+                cfg.batch_size,
+                shuffle_seed=cfg.seed if name == "train" else None,
+            )
+            for name, (start, stop) in parts.items()
+        }
+        info = {"series": series, "scaled": scaled, "probation": probation, "window": window}
+        return Splits(datasets["train"], datasets["validation"], datasets["test"], info)
+
+    def folds(self, cfg: AnomalyConfig) -> list[tuple[str, AnomalyConfig]]:
+        """``--data DIR``: every CSV of the folder is one child run of a corpus run."""
+        folder = Path(cfg.data)
+        if not folder.is_dir():
+            return []
+        files = sorted(folder.glob("*.csv"))
+        if not files:
+            raise DataError(f"the folder {cfg.data} holds no .csv file")
+        return [(f.stem, dataclasses.replace(cfg, data=str(f))) for f in files]
+
+    def fold_summary(self, rows: list[dict]) -> Report:
+        """The corpus scores NAB reports (raw totals normalised once) besides each file's row."""
+        report = fold_summary(rows)
+        table = pd.DataFrame(rows)
+        for prefix in ("test_", "baseline_zscore_"):
+            report.metrics |= corpus_metrics(table, prefix)
+        return report
+
     def load(self, cfg: AnomalyConfig) -> TimeSeries:
         spec = cfg.data
         if spec.endswith(".csv") or "/" in spec:
@@ -160,8 +256,6 @@ class AnomalyTask(Task):
 
     @staticmethod
     def _nab_labels(labels_path: str, data_path: str, series: TimeSeries) -> np.ndarray:
-        from pathlib import Path
-
         if not Path(labels_path).is_file():
             raise DataError(f"labels file not found: {labels_path}")
         try:
@@ -198,7 +292,11 @@ class AnomalyTask(Task):
     # ---- model ------------------------------------------------------------------------------
     def build_model(self, cfg: AnomalyConfig, splits: Splits, hp: Any = None) -> keras.Model:
         space = SearchSpace(cfg, hp)
-        scaler: Standardizer = splits.info["scaler"]
+        if "scaler" in splits.info:
+            scaler: Standardizer = splits.info["scaler"]
+        else:  # online: the values arrive z-scored against their own past
+            n_features = splits.info["scaled"].shape[1]
+            scaler = Standardizer(np.zeros(n_features), np.ones(n_features))
         n_features = len(scaler.mean)
         kwargs = {
             "cell": space.choice("cell", CELL_NAMES),
@@ -208,8 +306,9 @@ class AnomalyTask(Task):
             "recurrent_dropout": space.float("recurrent_dropout", 0.0, 0.3, step=0.1),
         }
         stats = (scaler.mean, scaler.std**2)
-        if cfg.model == "forecaster":
-            model = next_step_predictor(n_features, *stats, **kwargs)
+        if cfg.model == "forecaster":  # online: a correction of the persistence forecast
+            residual = cfg.protocol == "online"
+            model = next_step_predictor(n_features, *stats, residual=residual, **kwargs)
         else:
             model = sequence_autoencoder(cfg.window, n_features, *stats, **kwargs)
         learning_rate = space.float("learning_rate", 1e-4, 1e-2, sampling="log")
@@ -221,6 +320,8 @@ class AnomalyTask(Task):
 
     # ---- evaluation -------------------------------------------------------------------------
     def evaluate(self, model: keras.Model, splits: Splits, cfg: AnomalyConfig) -> Report:
+        if cfg.protocol == "online":
+            return self.online_evaluate(model, splits, cfg)
         series: TimeSeries = splits.info["series"]
         found = self.detect(model, splits, cfg)
         report = Report()
@@ -251,6 +352,107 @@ class AnomalyTask(Task):
         }
         report.figures = self.figures(model, series, found, splits, cfg)
         return report
+
+    # ---- online protocol --------------------------------------------------------------------
+    def stages(self, cfg: AnomalyConfig, splits: Splits) -> list[Stage]:
+        """Online scoring after the fit: chunk by chunk, each scored by the model as trained
+        so far, with a fine-tuning on the latest rows between chunks (``--refit-every``)."""
+        if cfg.protocol != "online":
+            return []
+        return [Stage("online", lambda model: self.online_plan(model, splits, cfg), after=True)]
+
+    def online_plan(self, model: keras.Model, splits: Splits, cfg: AnomalyConfig):
+        scaled: np.ndarray = splits.info["scaled"]
+        probation, window = splits.info["probation"], splits.info["window"]
+        n = len(scaled)
+        if not cfg.refit_every:
+            return forecast_errors(model, scaled)
+        errors = forecast_errors(model, scaled[:probation])
+        for start in range(probation, n, cfg.refit_every):
+            stop = min(n, start + cfg.refit_every)
+            errors = np.concatenate([errors, forecast_errors(model, scaled[:stop])[start:]])
+            if stop < n:
+                recent = scaled[max(0, stop - max(probation, 4 * window)) : stop]
+                train = windows(
+                    recent[:-1], recent[1:], window, cfg.stride, cfg.batch_size, cfg.seed
+                )
+                yield Fit(model, train, cfg.refit_epochs, name=f"rows{stop}")
+        return errors
+
+    def online_evaluate(self, model: keras.Model, splits: Splits, cfg: AnomalyConfig) -> Report:
+        series: TimeSeries = splits.info["series"]
+        probation = splits.info["probation"]
+        errors = splits.stages.get("online")
+        if errors is None:  # a search trial scores its fit without the after-fit stage
+            errors = forecast_errors(model, splits.info["scaled"])
+        settings = alarm_settings(cfg)
+        lstm = online.score_errors(errors, settings, probation)
+        base_errors = online.zscore_errors(
+            series.values, cfg.baseline_span, series.values[:probation]
+        )
+        baseline = online.score_errors(base_errors, settings, probation)
+        report = Report()
+        report.metrics = online_metrics(series, lstm, probation)
+        report.metrics |= {
+            f"baseline_zscore_{k}": v
+            for k, v in online_metrics(series, baseline, probation).items()
+        }
+        stretches = online.alarm_stretches(lstm.likelihood, settings.threshold, probation)
+        report.tables["anomalies"] = online_table(series, lstm, baseline, probation)
+        report.tables["windows"] = detection.windows_table(
+            stretches, lstm.likelihood, series.timestamps
+        ).rename(columns={"peak_score": "peak_likelihood"})
+        normaliser = online.RollingNormaliser.fit(cfg.norm_span, series.values[:probation])
+        report.artifacts["detector"] = {
+            "protocol": "online",
+            "model": cfg.model,
+            "columns": series.columns,
+            "window": splits.info["window"],
+            "probation": probation,
+            "norm_span": cfg.norm_span,
+            "reference": normaliser.state(),
+            "threshold": settings.threshold,
+            "alarm_gap": settings.gap,
+            "short_window": settings.short_window,
+            "likelihood_window": settings.long_window,
+        }
+        report.figures = {"online": plot_online(series, lstm, probation, settings.threshold)}
+        return report
+
+    def predict(self, logged: LoggedModel, source: str, cfg: AnomalyConfig) -> Prediction:
+        """Run an online run's detector over a CSV (``--predict FILE``): every row's error and
+        likelihood in ``anomalies.csv``, one line per alarm. The first ``probation`` rows (the
+        run's count) start the normaliser and the likelihood, as in the run."""
+        detector = logged.artifact("detector")
+        if detector.get("protocol") != "online":
+            raise ConfigError(
+                "--predict applies the model of a --protocol online run; this run used batch"
+            )
+        series = read_series_csv(
+            source, cfg.time_column, detector["columns"], "", cfg.fill_missing, cfg.duplicates
+        )
+        probation = detector["probation"]
+        if len(series) <= probation:
+            raise DataError(
+                f"{Path(source).name} has {len(series)} rows; the detector warms up on its first "
+                f"{probation} and needs more to score"
+            )
+        scored = online_scores(logged.model, series.values, detector, fit_reference=True)
+        table = pd.DataFrame(
+            {
+                "timestamp": series.timestamps,
+                "score": scored.errors,
+                "likelihood": scored.likelihood,
+                "is_anomaly": scored.alarms.astype(int),
+            }
+        )
+        lines = [
+            f"alarm at {series.timestamps[row]} (row {row}, "
+            f"likelihood {scored.likelihood[row]:.6f})"
+            for row in np.flatnonzero(scored.alarms)
+        ]
+        lines.append(f"{len(lines)} alarm(s) in {len(series) - probation} scored rows")
+        return Prediction(lines, {"anomalies": table})
 
     def log_serving_model(self, model, splits: Splits, cfg: AnomalyConfig, report: Report) -> None:
         """A window scorer for ``mlflow models serve`` (artifact path ``scorer``)."""
@@ -308,6 +510,161 @@ class AnomalyTask(Task):
         if gates is not None:
             figures["gates"] = gates
         return figures
+
+
+def probation_rows(series: TimeSeries, cfg: AnomalyConfig) -> int:
+    """``--probation``, else a data set's own training part, else NAB's probation length."""
+    n = len(series)
+    rows = cfg.probation or series.test_start or nab.probation_length(n)
+    if rows < MIN_PROBATION or rows >= n:
+        raise DataError(
+            f"the series has {n} rows and a probation period of {rows}: online detection needs "
+            f"at least {MIN_PROBATION} rows to learn from and some left to score (set --probation)"
+        )
+    return rows
+
+
+def train_window(probation: int, window: int) -> int:
+    """The training window: ``--window``, shortened so the probation's last fifth (early
+    stopping's validation) still holds one."""
+    return max(2, min(window, probation // 5 - 1))
+
+
+def forecast_errors(model: keras.Model, scaled: np.ndarray) -> np.ndarray:
+    """Per-row error of the causal forecaster over already normalised values (0 on row 0)."""
+    predicted = model.predict(scaled[None], verbose=0)[0]
+    errors = np.zeros(len(scaled))
+    errors[1:] = np.abs(scaled[1:] - predicted[:-1]).mean(axis=1)
+    return errors
+
+
+def alarm_settings(cfg: AnomalyConfig) -> online.AlarmSettings:
+    return online.AlarmSettings(
+        cfg.alarm_likelihood, cfg.alarm_gap, long_window=cfg.likelihood_window
+    )
+
+
+def online_metrics(series: TimeSeries, scored: online.Scored, probation: int) -> dict[str, float]:
+    """Alarms after probation and, with labels, NAB's windowed score (each profile, with the raw,
+    null and perfect parts a corpus needs), event precision/recall and time to detect."""
+    metrics = {"alarms": float(scored.alarms[probation:].sum())}
+    if series.labels is None:
+        return metrics
+    events = detection.labels_to_events(series.labels)
+    found = nab.score_file(scored.alarms, events)
+    for profile in nab.PROFILES:
+        metrics[f"nab_{profile}"] = found.normalised(profile)
+        for part in ("raw", "null", "perfect"):
+            metrics[f"nab_{part}_{profile}"] = getattr(found, part)[profile]
+    labels = series.labels[probation:]
+    scores = detection.evaluate_detection(
+        labels, scored.likelihood[probation:], scored.alarms[probation:]
+    )
+    metrics |= {k: scores[k] for k in ("event_precision", "event_recall", "roc_auc", "pr_auc")}
+    metrics |= {
+        "windows": float(found.windows),
+        "detected": float(found.detected),
+        "false_alarms": float(found.false_alarms),
+        "time_to_detect": float(np.mean(found.delays)) if found.delays else float("nan"),
+    }
+    return metrics
+
+
+def corpus_metrics(table: pd.DataFrame, prefix: str) -> dict[str, float]:
+    """NAB's corpus score per profile from the files' raw/null/perfect scores, and the event
+    totals, under ``<prefix>corpus_*``."""
+    out: dict[str, float] = {}
+    if f"{prefix}nab_raw_standard" not in table:
+        return out
+    for profile in nab.PROFILES:
+        raw, null, perfect = (
+            float(table[f"{prefix}nab_{part}_{profile}"].sum())
+            for part in ("raw", "null", "perfect")
+        )
+        out[f"{prefix}corpus_nab_{profile}"] = nab.normalise(raw, null, perfect)
+    windows, detected = table[f"{prefix}windows"].sum(), table[f"{prefix}detected"].sum()
+    alarms, false = table[f"{prefix}alarms"].sum(), table[f"{prefix}false_alarms"].sum()
+    out[f"{prefix}corpus_event_recall"] = float(detected / windows) if windows else float("nan")
+    out[f"{prefix}corpus_event_precision"] = (
+        float((alarms - false) / alarms) if alarms else float("nan")
+    )
+    out[f"{prefix}corpus_false_alarms"] = float(false)
+    delays = table[f"{prefix}time_to_detect"].to_numpy(float) * table[f"{prefix}detected"]
+    out[f"{prefix}corpus_time_to_detect"] = (
+        float(np.nansum(delays) / detected) if detected else float("nan")
+    )
+    return out
+
+
+def online_table(
+    series: TimeSeries, lstm: online.Scored, baseline: online.Scored, probation: int
+) -> pd.DataFrame:
+    """Every row's error and likelihood; ``is_anomaly`` only on alarm rows."""
+    table = pd.DataFrame(
+        {
+            "timestamp": series.timestamps,
+            "score": lstm.errors,
+            "likelihood": lstm.likelihood,
+            "is_anomaly": lstm.alarms.astype(int),
+            "baseline_likelihood": baseline.likelihood,
+            "baseline_alarm": baseline.alarms.astype(int),
+            "probation": (np.arange(len(series)) < probation).astype(int),
+        }
+    )
+    if series.labels is not None:
+        table["label"] = series.labels
+    return table
+
+
+def plot_online(series: TimeSeries, scored: online.Scored, probation: int, threshold: float):
+    """Values, error and likelihood of one series with its alarms and labelled events."""
+    x = series.timestamps if np.issubdtype(series.timestamps.dtype, np.datetime64) else None
+    x = x if x is not None else np.arange(len(series))
+    fig, axes = figure(rows=3, height=2.2, sharex=True)
+    alarms = np.flatnonzero(scored.alarms)
+    axes[0].plot(x, series.values[:, 0], lw=0.6, color="black")
+    axes[1].plot(x, scored.errors, lw=0.6, color="tab:blue")
+    axes[2].plot(x, scored.likelihood, lw=0.6, color="tab:purple")
+    axes[2].axhline(threshold, color="tab:red", ls="--", lw=0.8, label=f"threshold {threshold}")
+    for ax in axes:
+        ax.axvspan(x[0], x[probation - 1], color="gray", alpha=0.15)
+        for start, end in (
+            detection.labels_to_events(series.labels) if series.labels is not None else []
+        ):
+            ax.axvspan(x[start], x[end], color="tab:red", alpha=0.2)
+        for row in alarms:
+            ax.axvline(x[row], color="tab:red", lw=1.0)
+    axes[0].set(
+        title=f"{series.name or 'series'}: alarms (red lines), labelled anomalies "
+        "(red spans), probation (gray)",
+        ylabel=series.columns[0],
+    )
+    axes[1].set(ylabel="error")
+    axes[2].set(ylabel="likelihood", ylim=(0, 1.02))
+    axes[2].legend(loc="lower left")
+    return fig
+
+
+def online_scores(
+    model: keras.Model, values: np.ndarray, detector: dict, fit_reference: bool = False
+) -> online.Scored:
+    """An online run's errors, likelihoods and alarms over ``values`` from a fresh stream,
+    with the run's normaliser start (or one fitted on these values' probation rows)."""
+    probation = detector["probation"]
+    if fit_reference:
+        reference = values[:probation]
+        normaliser = online.RollingNormaliser.fit(detector["norm_span"], reference)
+    else:
+        ref = detector["reference"]
+        normaliser = online.RollingNormaliser(detector["norm_span"], ref["mean"], ref["std"])
+    scaled = np.array([normaliser.update(row) for row in values], np.float32)
+    settings = online.AlarmSettings(
+        detector["threshold"],
+        detector["alarm_gap"],
+        detector["short_window"],
+        detector["likelihood_window"],
+    )
+    return online.score_errors(forecast_errors(model, scaled), settings, probation)
 
 
 def score_series(

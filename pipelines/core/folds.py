@@ -16,8 +16,9 @@ from pipelines.core.task import Report
 
 
 def held_out_metrics(metrics: dict[str, float]) -> dict[str, float]:
-    """A run's results: its ``test_*`` metrics (not its train time or validation curves)."""
-    return {k: v for k, v in metrics.items() if k.startswith("test_")}
+    """A run's results: its ``test_*`` metrics and those of its in-run baselines
+    (``baseline_*``), not its train time or validation curves."""
+    return {k: v for k, v in metrics.items() if k.startswith(("test_", "baseline_"))}
 
 
 def summary(rows: list[dict]) -> Report:

@@ -24,7 +24,6 @@ from pipelines.core.config import RunOptions, TaskConfig
 from pipelines.core.errors import ConfigError
 from pipelines.core.fitting import Result, register, train_and_evaluate
 from pipelines.core.folds import held_out_metrics, mean_history
-from pipelines.core.folds import summary as fold_summary
 from pipelines.core.outputs import OutputFolder
 from pipelines.core.strategy import is_chief
 from pipelines.core.task import Prediction, Task
@@ -120,7 +119,7 @@ def train_folds_or_one(task: Task, cfg: TaskConfig, opts: RunOptions) -> Result:
         with child_run(task, fold_cfg, opts, fold_name, {"fold": name}):
             results.append(train_and_evaluate(task, fold_cfg, fold_opts))
         rows.append({"fold": name} | held_out_metrics(results[-1].metrics))
-    report = fold_summary(rows)
+    report = task.fold_summary(rows)
     metrics = tracking.log_report(report) if is_chief() else tracking.report_metrics(report)
     return Result(
         None,

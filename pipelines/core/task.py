@@ -212,6 +212,14 @@ class Task(abc.ABC):
         ``cfg`` itself (the default)."""
         return []
 
+    def fold_summary(self, rows: list[dict[str, Any]]) -> Report:
+        """The parent run's report of folds (each row: ``fold`` and its held-out metrics);
+        default: mean, worst and best of each metric (:func:`pipelines.core.folds.summary`).
+        A task whose folds add up differently (a benchmark corpus) extends it."""
+        from pipelines.core.folds import summary  # folds builds Reports: imported late
+
+        return summary(rows)
+
     def stages(self, cfg: TaskConfig, splits: Splits) -> list[Stage]:
         """Trainings besides the main fit that the runner runs for this model (see
         :class:`Stage`); none by default."""

@@ -1,0 +1,178 @@
+"""The online protocol's scoring: normalisation that follows the series, an anomaly likelihood
+that transfers across series, and alarms that are events.
+
+Every piece is a small state machine fed one point at a time (``update``), so a live stream
+and a whole-file run share one code path and give the same alarms; the ``*_series`` helpers
+just loop over a file. NumPy only: the recurrent model's prediction errors come in from outside.
+
+* :class:`RollingNormaliser` turns values into z-scores against an exponentially weighted mean
+  and variance of the past (Welford-style EWMA), so after a level shift the new level becomes
+  the reference within about ``span`` rows and stops alarming.
+* :class:`AnomalyLikelihood` is Numenta's anomaly likelihood (Ahmad et al. 2017, "Unsupervised
+  real-time anomaly detection for streaming data"): the mean of the last ``short_window`` errors
+  is compared with a Gaussian fitted to that same short-term mean over the last ``long_window``
+  steps (past only); the likelihood is the Gaussian's CDF there, so ``1 - likelihood`` is a
+  tail probability whose meaning does not depend on the series' scale.
+* :class:`AlarmRule` raises one alarm when the likelihood reaches the threshold and then stays
+  silent for ``gap`` rows: an event, not a stretch of flagged rows.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+MIN_STD = 1e-3  # errors are in units of the normalised series: a thousandth of its spread
+
+
+class RollingNormaliser:
+    """Causal z-scores ``(x_t - m_{t-1}) / s_{t-1}`` with EWMA mean ``m`` and variance ``s**2``.
+
+    ``mean``/``std`` start from a reference stretch (the probation period), so the first rows
+    are not judged against nothing. ``std`` is floored at ``MIN_STD`` times the reference
+    spread (or of its level, for a constant reference) so a flat stretch does not divide by 0.
+    """
+
+    def __init__(self, span: float, mean: np.ndarray, std: np.ndarray) -> None:
+        self.alpha = 2.0 / (float(span) + 1.0)
+        self.mean = np.asarray(mean, np.float64).copy()
+        self.var = np.asarray(std, np.float64) ** 2
+        scale = np.where(np.asarray(std) > 0, std, np.maximum(np.abs(mean), 1.0))
+        self.floor = MIN_STD * np.asarray(scale, np.float64)
+
+    @classmethod
+    def fit(cls, span: float, reference: np.ndarray) -> RollingNormaliser:
+        reference = np.asarray(reference, np.float64)
+        return cls(span, reference.mean(axis=0), reference.std(axis=0))
+
+    def update(self, x: np.ndarray) -> np.ndarray:
+        """The z-score of ``x`` against the past, then ``x`` joins the statistics."""
+        x = np.asarray(x, np.float64)
+        z = (x - self.mean) / np.maximum(np.sqrt(self.var), self.floor)
+        delta = x - self.mean
+        self.mean = self.mean + self.alpha * delta
+        self.var = (1.0 - self.alpha) * (self.var + self.alpha * delta**2)
+        return z
+
+    def state(self) -> dict[str, list[float]]:
+        return {"mean": self.mean.tolist(), "std": np.sqrt(self.var).tolist()}
+
+
+def normalise_series(values: np.ndarray, span: float, reference: np.ndarray) -> np.ndarray:
+    """Causal z-scores of every row (float32), the normaliser fitted on ``reference`` rows."""
+    normaliser = RollingNormaliser.fit(span, reference)
+    return np.array([normaliser.update(row) for row in values], np.float32)
+
+
+def tail_probability(x: float, mean: float, std: float) -> float:
+    """``P(X >= x)`` for ``X ~ N(mean, std**2)``: the upper tail only (small errors are normal)."""
+    return 0.5 * math.erfc((x - mean) / (std * math.sqrt(2.0)))
+
+
+class AnomalyLikelihood:
+    """Numenta's anomaly likelihood of a stream of non-negative errors.
+
+    ``update(error)`` appends the error, averages the last ``short_window`` errors, and returns
+    ``1 - P(A >= a_t)`` where ``A`` is normal with the mean and standard deviation (floored at
+    ``MIN_STD``) of the previous ``long_window`` short-term averages. Until ``short_window``
+    averages exist it returns 0.5 (no evidence either way). Running sums make each step O(1).
+    """
+
+    def __init__(self, short_window: int = 10, long_window: int = 1000) -> None:
+        self.short = deque(maxlen=short_window)
+        self.short_sum = 0.0
+        self.history: deque[float] = deque()
+        self.long_window = long_window
+        self.sum = 0.0
+        self.sum_sq = 0.0
+
+    def update(self, error: float) -> float:
+        if len(self.short) == self.short.maxlen:
+            self.short_sum -= self.short[0]
+        self.short.append(float(error))
+        self.short_sum += float(error)
+        average = self.short_sum / len(self.short)
+        likelihood = 0.5
+        n = len(self.history)
+        if n >= self.short.maxlen:
+            mean = self.sum / n
+            std = math.sqrt(max(self.sum_sq / n - mean * mean, 0.0))
+            likelihood = 1.0 - tail_probability(average, mean, max(std, MIN_STD))
+        self.history.append(average)
+        self.sum += average
+        self.sum_sq += average * average
+        if len(self.history) > self.long_window:
+            old = self.history.popleft()
+            self.sum -= old
+            self.sum_sq -= old * old
+        return likelihood
+
+
+class AlarmRule:
+    """One alarm when the likelihood reaches ``threshold`` (from row ``start`` on), then none
+    for ``gap`` rows. ``update`` takes rows in order and returns whether this row alarms."""
+
+    def __init__(self, threshold: float, gap: int, start: int = 0) -> None:
+        self.threshold = threshold
+        self.gap = gap
+        self.row = -1
+        self.start = start
+        self.last: int | None = None
+
+    def update(self, likelihood: float) -> bool:
+        self.row += 1
+        if self.row < self.start or likelihood < self.threshold:
+            return False
+        if self.last is not None and self.row - self.last <= self.gap:
+            return False
+        self.last = self.row
+        return True
+
+
+@dataclass
+class Scored:
+    """Per-row errors, likelihoods and alarm flags of one detector over one series."""
+
+    errors: np.ndarray
+    likelihood: np.ndarray
+    alarms: np.ndarray
+
+
+@dataclass
+class AlarmSettings:
+    """What turns errors into alarms; the same for every series of a run."""
+
+    threshold: float
+    gap: int
+    short_window: int = 10
+    long_window: int = 1000
+
+
+def score_errors(errors: Iterable[float], settings: AlarmSettings, start: int) -> Scored:
+    """Likelihood and alarms of an error stream; alarms only from row ``start`` (probation end)."""
+    errors = np.asarray(list(errors), np.float64)
+    likelihood = AnomalyLikelihood(settings.short_window, settings.long_window)
+    rule = AlarmRule(settings.threshold, settings.gap, start)
+    values = np.array([likelihood.update(e) for e in errors])
+    alarms = np.array([rule.update(v) for v in values], dtype=bool)
+    return Scored(errors, values, alarms)
+
+
+def zscore_errors(values: np.ndarray, span: float, reference: np.ndarray) -> np.ndarray:
+    """The non-neural baseline's error: ``|z|`` of each row against its EWMA past, averaged
+    over features (a rolling z-score detector)."""
+    return np.abs(normalise_series(values, span, reference)).mean(axis=1).astype(np.float64)
+
+
+def alarm_stretches(likelihood: np.ndarray, threshold: float, start: int) -> list[tuple[int, int]]:
+    """Inclusive row ranges from ``start`` on where the likelihood stays at the threshold or
+    above: what ``windows.csv`` reports, while only each stretch's onset alarms."""
+    mask = np.asarray(likelihood) >= threshold
+    mask[:start] = False
+    padded = np.concatenate(([False], mask, [False])).astype(np.int8)
+    edges = np.flatnonzero(np.diff(padded))
+    return [(int(s), int(e) - 1) for s, e in zip(edges[::2], edges[1::2])]
