@@ -3,8 +3,9 @@
 - **Season**: the data set's own; else the calendar periods the time step divides (a day, a week
   or a year of steps: 24 and 168 for hourly data, 12 for monthly), or, without a time axis, the
   autocorrelation peak; a candidate is kept only if it passes the 90 % seasonality test of the
-  M4 Theta benchmark on the training part (``n * acf[m]**2 / sum(acf[:m]**2)`` above the
-  chi-square(1) critical value), and the strongest autocorrelation wins.
+  M4 Theta benchmark (``n * acf[m]**2 / sum(acf[:m]**2)`` above the chi-square(1) critical
+  value) on the differenced training part, or on the part itself where its autocorrelation
+  peaks at that lag; the strongest wins.
 - **Horizon**: the data set's own; else what forecasting competitions ask of that frequency
   (M4: yearly 6, quarterly 8, monthly 18, weekly 13, daily 14; a day of steps below daily),
   or one season without a time axis; capped at half the smaller of the validation and test
@@ -85,13 +86,30 @@ def frequency_horizon(step: float | None) -> int | None:
 
 
 def seasonality_strength(train: np.ndarray, season: int) -> float:
-    """The M4 seasonality statistic at lag ``season`` (seasonal above SEASONALITY_CRITICAL)."""
+    """The M4 seasonality statistic at lag ``season`` (seasonal above SEASONALITY_CRITICAL):
+    of the differenced series, or of the series itself where its autocorrelation peaks at
+    that lag. Differencing keeps a trend or a random walk (autocorrelation decaying slowly
+    past every lag) from passing; the raw series with a peak keeps a small cycle under a
+    strong trend (weekly CO2's year) that the noise of the differences would hide."""
+    if season < 2 or len(train) < 2 * season or np.ptp(np.diff(train)) == 0:
+        return 0.0
+    differenced = _m4_statistic(np.diff(train), season)
+    rho = _acf(train, season + 1)
+    peak = rho[season] > rho[season - 1] and rho[season] >= rho[season + 1]
+    return max(differenced, _m4_statistic(train, season) if peak else 0.0)
+
+
+def _acf(values: np.ndarray, lags: int) -> np.ndarray:
     from statsmodels.tsa.stattools import acf
 
-    if season < 2 or len(train) < 2 * season or np.ptp(train) == 0:
-        return 0.0
-    rho = acf(train, nlags=season, fft=True)
-    return float(len(train) * rho[season] ** 2 / np.sum(rho[:season] ** 2)) * np.sign(rho[season])
+    return acf(values, nlags=lags, fft=True)
+
+
+def _m4_statistic(values: np.ndarray, season: int) -> float:
+    """n * acf[m]^2 / sum(acf[:m]^2), signed by acf[m] (a negative correlation is no cycle)."""
+    rho = _acf(values, season)
+    statistic = len(values) * rho[season] ** 2 / np.sum(rho[:season] ** 2)
+    return float(statistic * np.sign(rho[season]))
 
 
 def choose_season(train: np.ndarray, step: float | None, autocorrelation_peak: int) -> int:

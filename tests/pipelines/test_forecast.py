@@ -157,6 +157,8 @@ def test_combination_is_chosen_on_validation_and_intervals_cover():
     assert chosen.validation_mae["forecast"] <= chosen.validation_mae["ets"]
     pure = hybrid.Combination.choose(actual, {"lstm": actual + 9, "ets": good})
     assert (pure.weight, pure.description) == (0.0, "ets")
+    alone = hybrid.Combination.choose(actual, {"lstm": actual + 0.01, "ets": good})
+    assert (alone.weight, alone.description) == (1.0, "lstm")
     # exchangeable errors: the calibrated interval covers ~80 % of new ones
     half = hybrid.conformal_half_widths(actual[:200], good[:200], 0.8)
     inside = np.abs(actual[200:] - good[200:]) <= half
@@ -289,7 +291,8 @@ def test_quantiles_are_ordered_and_outputs_written(trained):
     np.testing.assert_allclose(forecasts["lstm"], forecasts["lstm_q0.5"])
     mix = result.report.artifacts["forecaster"]["combination"]
     weight = mix["lstm_weight"]
-    deployed = weight * forecasts["lstm"] + (1 - weight) * forecasts[mix["baseline"]]
+    baseline = hybrid.candidates({m: forecasts[m].to_numpy() for m in MODELS[1:]})[mix["baseline"]]
+    deployed = weight * forecasts["lstm"] + (1 - weight) * baseline
     np.testing.assert_allclose(forecasts["forecast"], deployed, rtol=1e-6)
     table = pd.read_csv(out / "forecast_metrics.csv")
     assert list(table["model"]) == MODELS
