@@ -36,9 +36,9 @@ from pipelines.sentiment.network import parts
 from pipelines.sentiment.task import (
     SentimentConfig,
     SentimentTask,
-    _predict,
     choose_weights,
     classification_metrics,
+    predict_texts,
 )
 
 _PUNCTUATION = re.compile(r"[^\w\s]")
@@ -115,7 +115,7 @@ def scores(probability: np.ndarray, sets, name: str) -> dict[str, float]:
 def remixed(model, sets) -> list[dict]:
     """Each mix of the trained parts, weights chosen on held-out sets only."""
     view = parts(model)
-    probabilities = {name: _predict(view, sets[name][0]) for name in sets if name != "train"}
+    probabilities = {name: predict_texts(view, sets[name][0]) for name in sets if name != "train"}
     rows = []
     for label, (columns, rule) in MIXES.items():
         if rule == "fixed":

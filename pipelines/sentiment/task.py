@@ -337,7 +337,7 @@ class SentimentTask(Task):
                 held_out.append(info["proxy"]["dev"])
             view = parts(whole)
             weights = choose_weights(
-                [_predict(view, texts) for texts, _ in held_out], [y for _, y in held_out]
+                [predict_texts(view, texts) for texts, _ in held_out], [y for _, y in held_out]
             )
         weights = np.asarray(weights, float) / np.sum(weights)
         return deployed(info["vectorizer"], model, experts, weights)
@@ -450,21 +450,17 @@ def choose_weights(
     return best.tolist()
 
 
-def _predict(model: keras.Model, texts: Any) -> np.ndarray:
+def predict_texts(model: keras.Model, texts: Any) -> np.ndarray:
     """``model``'s outputs on raw texts, ``[N, outputs]``."""
     texts = np.asarray(texts, dtype=object)
     return np.asarray(model.predict(texts, batch_size=256, verbose=0)).reshape(len(texts), -1)
-
-
-def _probabilities(model: keras.Model, texts: Any) -> np.ndarray:
-    return model.predict(np.asarray(texts, dtype=object), batch_size=256, verbose=0).ravel()
 
 
 def part_probabilities(model: keras.Model, texts: Any) -> dict[str, np.ndarray]:
     """p(positive) of the deployed model (key ``""``) and of each part alone
     (``"network_"``, ``"lexicon_"``, ``"nbsvm_"``), from one pass over ``texts``."""
     names = part_names(model)
-    each = _predict(parts(model), texts)
+    each = predict_texts(parts(model), texts)
     probabilities = {f"{name}_": each[:, i] for i, name in enumerate(names)}
     return {"": each @ mixing_weights(model)} | probabilities
 
@@ -519,7 +515,7 @@ def explain_texts(model: keras.Model, texts: list[str]) -> list[Explanation]:
         for variant in [str(text)]
         + [" ".join(words[:k] + words[k + 1 :]) for k in range(len(words))]
     ]
-    scores = _probabilities(model, variants)
+    scores = predict_texts(model, variants)[:, 0]
     out, start = [], 0
     for text, words in zip(texts, pieces, strict=True):
         whole, rest = scores[start], scores[start + 1 : start + 1 + len(words)]
@@ -637,7 +633,7 @@ def classify(
             probability = [item.probability for item in explained]
             words = [" ".join(decisive_words(item, 3)) for item in explained]
         else:
-            explained, probability = [], _probabilities(logged.model, batch).tolist()
+            explained, probability = [], predict_texts(logged.model, batch)[:, 0].tolist()
             words = [""] * len(batch)
         rows += [
             {"text": t, "probability": p, "label": classes[int(p >= 0.5)], "top_words": w}
