@@ -104,6 +104,9 @@ class ForecastTask(Task):
 
     name = "forecast"
     config_class = ForecastConfig
+    # the deployed mix and its interval are chosen on validation forecasts of a model that
+    # never trained on them
+    refit_on_validation = False
 
     # ---- data -------------------------------------------------------------------------------
     def data(self, cfg: ForecastConfig) -> Splits:
