@@ -334,7 +334,8 @@ def _stack(jit_compile: bool) -> keras.Sequential:
 
 def test_compiled_loop_matches_plain_loop() -> None:
     """The "xla" path (each layer's loop compiled on its own, in two batch shards on this
-    CPU) gives the outputs and gradients of the plain loop, masks and all."""
+    CPU) gives the outputs and gradients of the plain loop, masks and all; in inference too,
+    where the compiled loop projects each step's inputs inside the loop."""
     rng = np.random.default_rng(0)
     x = rng.normal(size=(16, 5, 3)).astype("float32")
     mask = np.arange(5)[None] < rng.integers(1, 6, size=(16, 1))
@@ -352,6 +353,7 @@ def test_compiled_loop_matches_plain_loop() -> None:
     (want, want_grads), (got, got_grads) = run(plain), run(compiled)
     assert [layer.execution_path for layer in compiled.layers] == ["xla"] * 3
     np.testing.assert_allclose(got, want, rtol=1e-5)
+    np.testing.assert_allclose(compiled(x, mask=mask), plain(x, mask=mask), rtol=1e-5, atol=1e-6)
     for g, w in zip(got_grads, want_grads):
         np.testing.assert_allclose(g, w, rtol=1e-4, atol=2e-5)
 
