@@ -13,7 +13,7 @@ from earlier parts (as a deployed forecaster would), never the values they forec
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +55,9 @@ DECODERS = ("direct", "seq2seq")
 
 @dataclass
 class ForecastConfig(TaskConfig):
-    data: str = option("taylor", f"{', '.join(FORECAST_SERIES)}, or a CSV path")
+    data: str = option(
+        "taylor", f"{', '.join(FORECAST_SERIES)}, a CSV path, or a folder of CSVs (one run each)"
+    )
     time_column: str = option("", "CSV time column (default: one named or parsed like one)")
     duplicates: str = duplicates_option()
     target_column: str = option("", "CSV column to forecast (default: first numeric column)")
@@ -217,6 +219,18 @@ class ForecastTask(Task):
                 f"the validation/test parts ({shortest} points) are shorter than --horizon "
                 f"{horizon}; use a longer series or a shorter horizon"
             )
+
+    def folds(self, cfg: ForecastConfig) -> list[tuple[str, ForecastConfig]]:
+        """A folder of CSVs: each series forecast by its own default run (a child run), the
+        parent summarising every test metric over series (mean, worst, best). Each series gets
+        its own model, settings and baselines; one model trained across series is not built."""
+        folder = Path(cfg.data)
+        if not folder.is_dir():
+            return []
+        files = sorted(folder.glob("*.csv"))
+        if not files:
+            raise DataError(f"{folder} holds no .csv file to forecast")
+        return [(path.stem, replace(cfg, data=str(path))) for path in files]
 
     # ---- model ------------------------------------------------------------------------------
     def build_model(self, cfg: ForecastConfig, splits: Splits, hp: Any = None) -> keras.Model:

@@ -420,12 +420,33 @@ def test_default_on_short_series_is_within_2_percent_of_the_best_baseline(workdi
     assert np.mean(ratios) <= 1.02, ratios
 
 
+def test_a_folder_of_series_is_one_child_run_each_and_a_summary(workdir, store):
+    folder = workdir / "series"
+    folder.mkdir()
+    periodic_csv(folder / "hourly.csv", n=300)
+    synthetic_series()["noise around a level (daily, 250)"].to_csv(
+        folder / "daily.csv", index=False
+    )
+    flags = ["--epochs", "1", "--units", "8", "--no-log-model", "--tracking-uri", store]
+    assert main(ForecastTask(), ["--data", str(folder), *flags, "--experiment", "many"]) == 0
+    runs = runs_of(store, "many")
+    children = {r.data.tags.get("fold"): r for r in runs if "fold" in r.data.tags}
+    (parent,) = [r for r in runs if "fold" not in r.data.tags]
+    assert set(children) == {"hourly", "daily"}
+    assert all(r.info.status == "FINISHED" for r in runs)
+    maes = [r.data.metrics["test_mase"] for r in children.values()]
+    assert parent.data.metrics["test_mase"] == pytest.approx(np.mean(maes))
+    assert parent.data.metrics["test_mase_max"] == pytest.approx(max(maes))
+
+
 # ---- bad input ------------------------------------------------------------------------------
 def _bad_csvs(workdir: Path) -> dict[str, Path]:
     frame = pd.read_csv(periodic_csv(workdir / "good.csv"))
     files = {name: workdir / f"{name}.csv" for name in ("short", "dup", "constant", "tiny")}
     frame.head(40).to_csv(files["short"], index=False)
     frame.head(10).to_csv(files["tiny"], index=False)
+    files["empty folder"] = workdir / "no_series"
+    files["empty folder"].mkdir(exist_ok=True)
     dup = frame.copy()
     dup.loc[200, "time"] = dup.loc[199, "time"]
     dup.to_csv(files["dup"], index=False)
@@ -438,6 +459,7 @@ BAD_INPUTS = {
     "duplicated": ("dup", [], "repeating an earlier timestamp"),
     "missing target": ("good", ["--target-column", "demand"], "no column(s) demand"),
     "constant": ("constant", [], "MASE is undefined"),
+    "empty folder": ("empty folder", [], "holds no .csv file to forecast"),
     "too short to forecast": ("tiny", ["--window", "0", "--horizon", "0"], "too short to forecast"),
     "negative horizon": ("good", ["--horizon", "-2"], "--horizon must not be negative"),
     "interval level": ("good", ["--interval", "1.5"], "--interval must lie in (0, 1)"),
