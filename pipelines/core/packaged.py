@@ -7,6 +7,7 @@ sha256 check guards against a different release with different data.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import importlib.util
 from dataclasses import dataclass
@@ -63,8 +64,27 @@ def prepared_builder(name: str, data_dir: str | None = None) -> Any:
             f"which these pipelines never do: prepare it once with `tfds build {name}` on a "
             "machine with network access"
         )
-    tfds.disable_progress_bar()
-    builder.download_and_prepare(
-        download_config=tfds.download.DownloadConfig(try_download_gcs=False)
-    )
+    return prepare(builder)
+
+
+def prepare(builder: Any, **download_options: Any) -> Any:
+    """Prepare one of our builders from its packaged files, once even when several processes
+    start together: the first prepares under an exclusive lock beside the data folder, the
+    others wait and find it prepared (unlocked, they raced on the same temporary files).
+    ``download_options`` go to TFDS's DownloadConfig; nothing is ever downloaded."""
+    import tensorflow_datasets as tfds
+
+    root = Path(builder.data_dir_root)
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / f".{builder.name}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            if not builder.is_prepared():
+                tfds.disable_progress_bar()
+                config = tfds.download.DownloadConfig(try_download_gcs=False, **download_options)
+                builder.download_and_prepare(download_config=config)
+            elif not builder.info.splits:  # prepared by another process while we waited
+                builder.info.read_from_directory(builder.data_dir)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
     return builder

@@ -16,7 +16,7 @@ import pandas as pd
 import tensorflow_datasets as tfds
 
 from pipelines.core.errors import DataError
-from pipelines.core.packaged import PackagedFile
+from pipelines.core.packaged import PackagedFile, prepare
 from pipelines.core.timeseries import TimeSeries
 
 TAYLOR = PackagedFile(
@@ -149,11 +149,7 @@ def load_forecast_series(name: str, data_dir: str | None = None) -> tuple[TimeSe
         raise DataError(
             f"unknown data set {name!r}; known series: {', '.join(FORECAST_SERIES)} (or a CSV)"
         )
-    tfds.disable_progress_bar()
-    builder = tfds.builder(name, data_dir=data_dir)
-    builder.download_and_prepare(
-        download_config=tfds.download.DownloadConfig(try_download_gcs=False)
-    )
+    builder = prepare(tfds.builder(name, data_dir=data_dir))
     example = next(iter(tfds.as_numpy(builder.as_dataset(split="full"))))
     series = TimeSeries(
         timestamps=example["timestamp"].astype("datetime64[ns]"),

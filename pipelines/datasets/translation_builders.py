@@ -21,6 +21,7 @@ from pathlib import Path
 import tensorflow_datasets as tfds
 
 from pipelines.core.errors import DataError
+from pipelines.core.packaged import prepare
 from pipelines.core.text import read_text
 
 SYSTEM_LOCALE_DIR = "/usr/share/locale"
@@ -190,10 +191,7 @@ def load_gettext_pairs(
     name = f"catalogs_{catalog_fingerprint(catalogs)}"
     config = CatalogConfig(name=name, description=str(locale_dir), locale_dir=str(locale_dir))
     builder = GettextEnFr(config=config, data_dir=data_dir)
-    tfds.disable_progress_bar()
-    builder.download_and_prepare(
-        download_config=tfds.download.DownloadConfig(try_download_gcs=False)
-    )
+    prepare(builder)
     examples = tfds.as_numpy(builder.as_dataset(split="full", shuffle_files=False))
     pairs = sorted((e["en"].decode(), e["fr"].decode()) for e in examples)
     if not pairs:

@@ -22,6 +22,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from pipelines.core.errors import DataError
+from pipelines.core.packaged import prepare
 from pipelines.speech.features import read_wav, resampled, waveform_features
 from pipelines.speech.utterances import DIGITS, Corpus
 
@@ -52,12 +53,7 @@ def load_corpus(spec: str, transcripts: str = "transcripts.txt") -> Corpus:
 def _prepared(name: str):
     import pipelines.datasets  # noqa: F401  (registers the builders)
 
-    builder = tfds.builder(name)
-    tfds.disable_progress_bar()
-    builder.download_and_prepare(
-        download_config=tfds.download.DownloadConfig(try_download_gcs=False)
-    )
-    return builder
+    return prepare(tfds.builder(name))
 
 
 @functools.cache
