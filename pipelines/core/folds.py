@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from pipelines.core.plotting import figure
-from pipelines.core.task import Report
+from pipelines.core.results import Report
 
 
 def held_out_metrics(metrics: dict[str, float]) -> dict[str, float]:

@@ -12,6 +12,8 @@ import tensorflow as tf
 
 from pipelines.core.config import TaskConfig
 from pipelines.core.errors import ConfigError
+from pipelines.core.folds import summary
+from pipelines.core.results import Prediction, Report
 
 if TYPE_CHECKING:
     from pipelines.core.inference import LoggedModel
@@ -67,35 +69,6 @@ class Stage:
     name: str
     plan: Callable[[keras.Model], Generator[Fit, None, Any]]
     after: bool = False
-
-
-@dataclass
-class Report:
-    """What evaluation produced: scalar metrics, figures, tables and JSON-able artifacts.
-
-    Metric names carry no prefix; the runner logs them as ``test_<name>`` unless a name already
-    has a prefix of its own (``baseline_...``). Tables are written to ``--output`` as CSV.
-    ``texts`` maps a file name with its extension (``explanations.html``) to text content.
-    """
-
-    metrics: dict[str, float] = field(default_factory=dict)
-    figures: dict[str, Any] = field(default_factory=dict)
-    tables: dict[str, Any] = field(default_factory=dict)
-    artifacts: dict[str, Any] = field(default_factory=dict)
-    texts: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass
-class Prediction:
-    """What applying a logged model to new input produced (``Task.predict``).
-
-    ``lines`` are printed on stdout (one per input item: a file, a row, a text); ``tables`` are
-    written to ``--output`` as ``<name>.csv`` and ``texts`` as files named by their keys.
-    """
-
-    lines: list[str] = field(default_factory=list)
-    tables: dict[str, Any] = field(default_factory=dict)
-    texts: dict[str, str] = field(default_factory=dict)
 
 
 class SearchSpace:
@@ -216,8 +189,6 @@ class Task(abc.ABC):
         """The parent run's report of folds (each row: ``fold`` and its held-out metrics);
         default: mean, worst and best of each metric (:func:`pipelines.core.folds.summary`).
         A task whose folds add up differently (a benchmark corpus) extends it."""
-        from pipelines.core.folds import summary  # folds builds Reports: imported late
-
         return summary(rows)
 
     def stages(self, cfg: TaskConfig, splits: Splits) -> list[Stage]:
