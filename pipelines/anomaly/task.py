@@ -416,7 +416,7 @@ class AnomalyTask(Task):
             "short_window": settings.short_window,
             "likelihood_window": settings.long_window,
         }
-        report.figures = {"online": plot_online(series, lstm, probation, settings.threshold)}
+        report.figures = {"series": plot_online(series, lstm, probation, settings.threshold)}
         return report
 
     def predict(self, logged: LoggedModel, source: str, cfg: AnomalyConfig) -> Prediction:
@@ -531,8 +531,13 @@ def train_window(probation: int, window: int) -> int:
 
 
 def forecast_errors(model: keras.Model, scaled: np.ndarray) -> np.ndarray:
-    """Per-row error of the causal forecaster over already normalised values (0 on row 0)."""
-    predicted = model.predict(scaled[None], verbose=0)[0]
+    """Per-row error of the causal forecaster over already normalised values (0 on row 0).
+
+    The one sequence is repeated once per replica: under a multi-worker strategy a batch of one
+    leaves the other workers an empty batch, which the residual layer cannot broadcast."""
+    replicas = model.distribute_strategy.num_replicas_in_sync
+    batch = np.repeat(scaled[None], replicas, axis=0)
+    predicted = model.predict(batch, batch_size=replicas, verbose=0)[0]
     errors = np.zeros(len(scaled))
     errors[1:] = np.abs(scaled[1:] - predicted[:-1]).mean(axis=1)
     return errors
@@ -560,7 +565,9 @@ def online_metrics(series: TimeSeries, scored: online.Scored, probation: int) ->
     scores = detection.evaluate_detection(
         labels, scored.likelihood[probation:], scored.alarms[probation:]
     )
-    metrics |= {k: scores[k] for k in ("event_precision", "event_recall", "roc_auc", "pr_auc")}
+    metrics |= {
+        k: scores[k] for k in ("event_precision", "event_recall", "event_f1", "roc_auc", "pr_auc")
+    }
     metrics |= {
         "windows": float(found.windows),
         "detected": float(found.detected),
