@@ -27,7 +27,6 @@ part are only read by the evaluation. A data set with its own test part (UCR) ke
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,6 +56,7 @@ from pipelines.core.task import Fit, Prediction, Stage
 from pipelines.core.timeseries import (
     Standardizer,
     TimeSeries,
+    csv_folder_folds,
     duplicates_option,
     read_series_csv,
     split_points,
@@ -219,14 +219,8 @@ class AnomalyTask(Task):
         return Splits(datasets["train"], datasets["validation"], datasets["test"], info)
 
     def folds(self, cfg: AnomalyConfig) -> list[tuple[str, AnomalyConfig]]:
-        """``--data DIR``: every CSV of the folder is one child run of a corpus run."""
-        folder = Path(cfg.data)
-        if not folder.is_dir():
-            return []
-        files = sorted(folder.glob("*.csv"))
-        if not files:
-            raise DataError(f"the folder {cfg.data} holds no .csv file")
-        return [(f.stem, dataclasses.replace(cfg, data=str(f))) for f in files]
+        """``--data DIR``: every CSV under the folder is one child run of a corpus run."""
+        return csv_folder_folds(cfg)
 
     def fold_summary(self, rows: list[dict]) -> Report:
         """The corpus scores NAB reports (raw totals normalised once) besides each file's row."""

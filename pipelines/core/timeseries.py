@@ -37,6 +37,22 @@ def duplicates_option() -> Any:
     )
 
 
+def csv_folder_folds(cfg: Any) -> list[tuple[str, Any]]:
+    """``--data DIR``: one fold per CSV under the folder, subfolders included (NAB's
+    ``data/<category>/<file>.csv`` layout), named by its path relative to the folder without
+    ``.csv``; no folds when ``--data`` is not a folder."""
+    folder = Path(cfg.data)
+    if not folder.is_dir():
+        return []
+    files = sorted(p for p in folder.rglob("*.csv") if p.is_file())
+    if not files:
+        raise DataError(f"the folder {cfg.data} holds no .csv file")
+    return [
+        (path.relative_to(folder).with_suffix("").as_posix(), replace(cfg, data=str(path)))
+        for path in files
+    ]
+
+
 @dataclass
 class TimeSeries:
     """A (multivariate) series: ``values`` [N, F] float32, optional 0/1 ``labels`` [N].

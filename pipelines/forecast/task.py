@@ -13,7 +13,7 @@ from earlier parts (as a deployed forecaster would), never the values they forec
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,7 @@ from pipelines.core.timeseries import (
     Standardizer,
     TimeSeries,
     announce_settings,
+    csv_folder_folds,
     duplicates_option,
     origin_windows,
     read_series_csv,
@@ -224,13 +225,7 @@ class ForecastTask(Task):
         """A folder of CSVs: each series forecast by its own default run (a child run), the
         parent summarising every test metric over series (mean, worst, best). Each series gets
         its own model, settings and baselines; one model trained across series is not built."""
-        folder = Path(cfg.data)
-        if not folder.is_dir():
-            return []
-        files = sorted(folder.glob("*.csv"))
-        if not files:
-            raise DataError(f"{folder} holds no .csv file to forecast")
-        return [(path.stem, replace(cfg, data=str(path))) for path in files]
+        return csv_folder_folds(cfg)
 
     # ---- model ------------------------------------------------------------------------------
     def build_model(self, cfg: ForecastConfig, splits: Splits, hp: Any = None) -> keras.Model:

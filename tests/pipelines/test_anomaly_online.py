@@ -83,7 +83,8 @@ def edge_csvs(folder: Path) -> None:
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
-    """One corpus run: anomalies in the first and in the second half, and two edge cases."""
+    """One corpus run: anomalies in the first and in the second half, and two edge cases in a
+    subfolder (NAB's data/<category>/ layout)."""
     workdir = tmp_path_factory.mktemp("corpus")
     folder = workdir / "series"
     folder.mkdir()
@@ -91,10 +92,11 @@ def corpus(tmp_path_factory):
         "spike.csv": synthetic_csv(folder / "spike.csv", "spike", 500),
         "shift.csv": synthetic_csv(folder / "shift.csv", "level", 1000, seed=1),
     }
-    edge_csvs(folder)
+    (folder / "edge").mkdir()
+    edge_csvs(folder / "edge")
     stamps = pd.date_range("2024-03-01", periods=1400, freq="5min").astype(str)
     labels = {f"demo/{name}": [[stamps[s], stamps[e]]] for name, (s, e) in spans.items()}
-    labels |= {"demo/constant.csv": [], "demo/gappy.csv": []}
+    labels |= {"edge/constant.csv": [], "edge/gappy.csv": []}
     (workdir / "windows.json").write_text(json.dumps(labels))
     uri = f"sqlite:///{workdir / 'mlflow.db'}"
     code = main(
@@ -131,7 +133,7 @@ def test_corpus_parent_holds_corpus_scores_and_a_per_file_table(corpus):
     expected = nab.normalise(raw, null, perfect)
     assert metrics["test_corpus_nab_standard"] == pytest.approx(expected)
     folds = pd.read_csv(workdir / "out" / "folds.csv")
-    assert sorted(folds["fold"]) == ["constant", "gappy", "shift", "spike"]
+    assert sorted(folds["fold"]) == ["edge/constant", "edge/gappy", "shift", "spike"]
     assert "baseline_zscore_nab_standard" in folds
 
 
@@ -146,8 +148,8 @@ def test_online_default_finds_anomalies_in_either_half_with_few_false_alarms(cor
 def test_constant_and_gappy_series_are_handled_without_alarms(corpus):
     _, uri, _ = corpus
     files = children(uri)
-    assert files["constant"].data.metrics["test_alarms"] == 0
-    assert files["gappy"].data.metrics["test_alarms"] <= 1
+    assert files["edge/constant"].data.metrics["test_alarms"] == 0
+    assert files["edge/gappy"].data.metrics["test_alarms"] <= 1
 
 
 @pytest.fixture(scope="module")

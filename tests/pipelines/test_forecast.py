@@ -459,7 +459,7 @@ BAD_INPUTS = {
     "duplicated": ("dup", [], "repeating an earlier timestamp"),
     "missing target": ("good", ["--target-column", "demand"], "no column(s) demand"),
     "constant": ("constant", [], "MASE is undefined"),
-    "empty folder": ("empty folder", [], "holds no .csv file to forecast"),
+    "empty folder": ("empty folder", [], "holds no .csv file"),
     "too short to forecast": ("tiny", ["--window", "0", "--horizon", "0"], "too short to forecast"),
     "negative horizon": ("good", ["--horizon", "-2"], "--horizon must not be negative"),
     "interval level": ("good", ["--interval", "1.5"], "--interval must lie in (0, 1)"),
