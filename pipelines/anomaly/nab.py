@@ -193,7 +193,13 @@ def read_label_file(path: str | PathLike[str]) -> dict[str, list]:
 
 
 def match_key(combined: dict, data_key: str, where: str) -> str:
-    wanted = str(data_key).replace("\\", "/").strip("/")
+    """The key naming ``data_key``: the longest key the data path ends with (a corpus folder
+    laid out as NAB's ``data/<category>/<file>.csv``), else the one key ending with its name."""
+    path = "/" + str(data_key).replace("\\", "/").strip("/")
+    by_path = [key for key in combined if path.endswith("/" + key.replace("\\", "/").strip("/"))]
+    if by_path:
+        return max(by_path, key=len)
+    wanted = path.rsplit("/", 1)[-1]
     matches = [
         key
         for key in combined

@@ -253,7 +253,7 @@ class AnomalyTask(Task):
         if not Path(labels_path).is_file():
             raise DataError(f"labels file not found: {labels_path}")
         try:
-            nab_windows = nab.read_windows(labels_path, Path(data_path).name)
+            nab_windows = nab.read_windows(labels_path, data_path)
         except (KeyError, ValueError) as exc:
             raise DataError(str(exc).strip("'\"")) from None
         if not np.issubdtype(series.timestamps.dtype, np.datetime64):

@@ -311,6 +311,12 @@ def test_nab_label_file_reading_and_window_rows(tmp_path):
         nab.read_windows(path, "missing.csv")
     with pytest.raises(ValueError):
         nab.read_windows(path, "taxi.csv")  # must match a whole path component
+    same_name = {"a/x.csv": [["2015-01-01", "2015-01-02"]], "b/x.csv": []}
+    path.write_text(json.dumps(same_name))
+    assert nab.read_windows(path, "/data/corpus/b/x.csv") == []  # its folder decides
+    assert len(nab.read_windows(path, "/data/corpus/a/x.csv")) == 1
+    with pytest.raises(ValueError, match="ambiguous"):
+        nab.read_windows(path, "/elsewhere/x.csv")
     assert nab.window_rows(stamps, windows) == [(60, 79)]
     path.write_text(json.dumps([["2015-01-01", "2015-01-02"]]))
     with pytest.raises(ValueError, match="must map each data file"):
