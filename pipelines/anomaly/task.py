@@ -572,29 +572,27 @@ def online_metrics(series: TimeSeries, scored: online.Scored, probation: int) ->
 
 
 def corpus_metrics(table: pd.DataFrame, prefix: str) -> dict[str, float]:
-    """NAB's corpus score per profile from the files' raw/null/perfect scores, and the event
-    totals, under ``<prefix>corpus_*``."""
-    out: dict[str, float] = {}
+    """NAB's corpus scores (:func:`nab.corpus_scores`) from the files' logged raw/null/perfect
+    scores and event counts, under ``<prefix>corpus_*``."""
     if f"{prefix}nab_raw_standard" not in table:
-        return out
-    for profile in nab.PROFILES:
-        raw, null, perfect = (
-            float(table[f"{prefix}nab_{part}_{profile}"].sum())
-            for part in ("raw", "null", "perfect")
+        return {}
+    files = {}
+    for index, row in table.iterrows():
+        part = {
+            kind: {p: float(row[f"{prefix}nab_{kind}_{p}"]) for p in nab.PROFILES}
+            for kind in ("raw", "null", "perfect")
+        }
+        detected = int(row[f"{prefix}detected"])
+        delays = [float(row[f"{prefix}time_to_detect"])] * detected  # the file's mean, weighted
+        files[str(index)] = nab.FileScore(
+            **part,
+            windows=int(row[f"{prefix}windows"]),
+            detected=detected,
+            false_alarms=int(row[f"{prefix}false_alarms"]),
+            alarms=int(row[f"{prefix}alarms"]),
+            delays=delays,
         )
-        out[f"{prefix}corpus_nab_{profile}"] = nab.normalise(raw, null, perfect)
-    windows, detected = table[f"{prefix}windows"].sum(), table[f"{prefix}detected"].sum()
-    alarms, false = table[f"{prefix}alarms"].sum(), table[f"{prefix}false_alarms"].sum()
-    out[f"{prefix}corpus_event_recall"] = float(detected / windows) if windows else float("nan")
-    out[f"{prefix}corpus_event_precision"] = (
-        float((alarms - false) / alarms) if alarms else float("nan")
-    )
-    out[f"{prefix}corpus_false_alarms"] = float(false)
-    delays = table[f"{prefix}time_to_detect"].to_numpy(float) * table[f"{prefix}detected"]
-    out[f"{prefix}corpus_time_to_detect"] = (
-        float(np.nansum(delays) / detected) if detected else float("nan")
-    )
-    return out
+    return {f"{prefix}corpus_{k}": v for k, v in nab.corpus_scores(files).items()}
 
 
 def online_table(
