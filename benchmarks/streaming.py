@@ -20,8 +20,8 @@ import numpy as np
 
 import pipelines  # noqa: F401  (quiet TensorFlow start-up)
 from models.architectures import next_step_predictor
+from pipelines.anomaly.scoring import score_series
 from pipelines.anomaly.streaming import StreamingDetector, StreamingStep
-from pipelines.anomaly.task import score_series
 
 
 def points_per_second(update, values: np.ndarray, repeats: int) -> float:

@@ -21,6 +21,7 @@ import pandas as pd
 
 import models
 import pipelines
+from pipelines.anomaly.scoring import online_scores, score_series
 from pipelines.core.serving import check_rows, guard_scoring_server
 from pipelines.core.tracking import pip_requirements
 
@@ -29,20 +30,14 @@ class WindowScorer(mlflow.pyfunc.PythonModel):
     """Scores and flags for each point of a posted window, with the run's threshold."""
 
     def load_context(self, context: Any) -> None:
-        import pipelines.anomaly.task  # noqa: F401  (registers the custom layers)
-
         guard_scoring_server()  # 413 above the byte cap, 400 for unparseable JSON
         self.model = keras.saving.load_model(context.artifacts["keras_model"])
         self.config = json.loads(Path(context.artifacts["detector"]).read_text())
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> pd.DataFrame:
-        from pipelines.anomaly.task import score_series
-
         check_rows(len(model_input))
         values = model_input[self.config["columns"]].to_numpy(np.float32)
         if self.config.get("protocol") == "online":
-            from pipelines.anomaly.task import online_scores
-
             scored = online_scores(self.model, values, self.config)
             return pd.DataFrame(
                 {

@@ -12,8 +12,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from pipelines.anomaly.scoring import score_series
 from pipelines.anomaly.streaming import StreamingDetector
-from pipelines.anomaly.task import AnomalyConfig, AnomalyTask, score_series
+from pipelines.anomaly.task import AnomalyConfig, AnomalyTask
 from pipelines.core import RunOptions, main, run
 from pipelines.datasets import load_series
 from tests.conftest import free_port, logged_models, runs_of
