@@ -605,8 +605,7 @@ def online_table(
 
 def plot_online(series: TimeSeries, scored: online.Scored, probation: int, threshold: float):
     """Values, error and likelihood of one series with its alarms and labelled events."""
-    x = series.timestamps if np.issubdtype(series.timestamps.dtype, np.datetime64) else None
-    x = x if x is not None else np.arange(len(series))
+    x = time_axis(series)
     fig, axes = figure(rows=3, height=2.2, sharex=True)
     alarms = np.flatnonzero(scored.alarms)
     axes[0].plot(x, series.values[:, 0], lw=0.6, color="black")
@@ -632,21 +631,28 @@ def plot_online(series: TimeSeries, scored: online.Scored, probation: int, thres
     return fig
 
 
-def _shade(ax, spans, color, label):
+def time_axis(series: TimeSeries) -> np.ndarray:
+    """The series' timestamps when they are dates, else row numbers: the figures' x axis."""
+    if np.issubdtype(series.timestamps.dtype, np.datetime64):
+        return series.timestamps
+    return np.arange(len(series))
+
+
+def _shade(ax, x: np.ndarray, spans, color, label):
     for i, (start, end) in enumerate(spans):
-        ax.axvspan(start, end, color=color, alpha=0.25, label=label if i == 0 else None)
+        ax.axvspan(x[start], x[end], color=color, alpha=0.25, label=label if i == 0 else None)
 
 
 def plot_series(series: TimeSeries, found: Detection):
+    x = time_axis(series)
     fig, (ax,) = figure(height=3.5)
-    ax.plot(series.values[:, 0], lw=0.6, color="black")
+    ax.plot(x, series.values[:, 0], lw=0.6, color="black")
     if series.labels is not None:
-        _shade(ax, detection.labels_to_events(series.labels), "tab:red", "labelled anomaly")
-    _shade(ax, found.windows, "tab:blue", "detected")
-    ax.axvline(found.test.start, ls="--", color="gray", label="test part starts")
+        _shade(ax, x, detection.labels_to_events(series.labels), "tab:red", "labelled anomaly")
+    _shade(ax, x, found.windows, "tab:blue", "detected")
+    ax.axvline(x[found.test.start], ls="--", color="gray", label="test part starts")
     ax.set(
         title=f"{series.name or 'series'}: labelled vs detected anomalies",
-        xlabel="step",
         ylabel=series.columns[0],
     )
     ax.legend(loc="upper left")
@@ -654,13 +660,14 @@ def plot_series(series: TimeSeries, found: Detection):
 
 
 def plot_score(series: TimeSeries, found: Detection, validation_end: int):
+    x = time_axis(series)
     fig, (ax,) = figure(height=3.0)
-    ax.plot(found.scores, lw=0.7, label="score")
+    ax.plot(x, found.scores, lw=0.7, label="score")
     ax.axhline(found.threshold, color="tab:red", ls="--", label=f"threshold {found.threshold:.3g}")
-    ax.axvline(validation_end, ls="--", color="gray")
+    ax.axvline(x[min(validation_end, len(x) - 1)], ls="--", color="gray")
     if series.labels is not None:
-        _shade(ax, detection.labels_to_events(series.labels), "tab:red", "labelled anomaly")
-    ax.set(title="anomaly score", xlabel="step", yscale="log")
+        _shade(ax, x, detection.labels_to_events(series.labels), "tab:red", "labelled anomaly")
+    ax.set(title="anomaly score", yscale="log")
     ax.legend(loc="upper left")
     return fig
 

@@ -444,3 +444,18 @@ def test_mlflow_models_serve_scores_a_posted_window(trained):
     np.testing.assert_allclose([row["score"] for row in answer], expected, rtol=1e-4, atol=1e-5)
     threshold = result.metrics["test_threshold"]
     assert [row["is_anomaly"] for row in answer] == list(expected > threshold)
+
+
+def test_batch_figures_put_timestamps_on_the_x_axis():
+    from pipelines.anomaly.task import Detection, plot_score, plot_series
+    from pipelines.core.timeseries import TimeSeries
+
+    stamps = pd.date_range("2024-01-01", periods=50, freq="h").to_numpy()
+    values = np.sin(np.arange(50, dtype=np.float32))[:, None]
+    series = TimeSeries(stamps, values, ["value"], labels=(np.arange(50) >= 40).astype(int))
+    scores = np.abs(values[:, 0]) + 0.1
+    found = Detection(scores, 0.5, [(42, 45)], np.zeros(50, bool), slice(30, 50))
+    for fig in (plot_series(series, found), plot_score(series, found, 30)):
+        xdata = fig.axes[0].lines[0].get_xdata()
+        assert np.issubdtype(np.asarray(xdata).dtype, np.datetime64)
+        np.testing.assert_array_equal(xdata, stamps)
