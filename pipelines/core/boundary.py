@@ -12,11 +12,14 @@ with its checkpoints kept.
 from __future__ import annotations
 
 import contextlib
+import logging
+import os
 import re
 import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator
+from typing import NoReturn
 
 from pipelines.core.errors import PipelineError
 
@@ -43,7 +46,7 @@ def guarded(action: Callable[[], int]) -> int:
             return action()
         except Terminated:
             print("terminated (SIGTERM)", file=sys.stderr)
-            return EXIT_TERMINATED
+            exit_now(EXIT_TERMINATED)
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)
             return EXIT_INTERRUPTED
@@ -53,6 +56,17 @@ def guarded(action: Callable[[], int]) -> int:
                 raise
             print(f"error: {message}", file=sys.stderr)
             return EXIT_BAD_INPUT
+
+
+def exit_now(code: int) -> NoReturn:
+    """End the process once the run is closed (KILLED, checkpoints kept, output flushed),
+    without interpreter finalisation: after a SIGTERM raised inside TensorFlow's training loop,
+    the garbage collection at shutdown was seen to hang for good (the sender waits in vain).
+    SIGTERM asks the process to end, so this is its default action, done after our cleanup."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    logging.shutdown()
+    os._exit(code)
 
 
 @contextlib.contextmanager
