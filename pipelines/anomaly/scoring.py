@@ -11,17 +11,28 @@ import models  # noqa: F401  (registers the custom layers)
 from pipelines.anomaly import detection, online
 
 
-def forecast_errors(model: keras.Model, scaled: np.ndarray) -> np.ndarray:
-    """Per-row error of the causal forecaster over already normalised values (0 on row 0).
+def predict_sequence(model: keras.Model, sequence: np.ndarray) -> np.ndarray:
+    """The model's output for one whole sequence [T, F].
 
-    The one sequence is repeated once per replica: under a multi-worker strategy a batch of one
+    The sequence is repeated once per replica: under a multi-worker strategy a batch of one
     leaves the other workers an empty batch, which the residual layer cannot broadcast."""
     replicas = model.distribute_strategy.num_replicas_in_sync
-    batch = np.repeat(scaled[None], replicas, axis=0)
-    predicted = model.predict(batch, batch_size=replicas, verbose=0)[0]
+    batch = np.repeat(sequence[None], replicas, axis=0)
+    return model.predict(batch, batch_size=replicas, verbose=0)[0]
+
+
+def next_step_errors(model: keras.Model, inputs: np.ndarray, scaled: np.ndarray) -> np.ndarray:
+    """Per-row mean absolute error of the causal forecaster's prediction of each row from the
+    rows before it (0 on row 0); ``scaled`` is ``inputs`` in the units the model predicts."""
+    predicted = predict_sequence(model, inputs)
     errors = np.zeros(len(scaled))
     errors[1:] = np.abs(scaled[1:] - predicted[:-1]).mean(axis=1)
     return errors
+
+
+def forecast_errors(model: keras.Model, scaled: np.ndarray) -> np.ndarray:
+    """Per-row error of the online forecaster over already normalised values."""
+    return next_step_errors(model, scaled, scaled)
 
 
 def online_scores(
@@ -52,9 +63,7 @@ def score_series(
     """Per-step anomaly score of a raw series: EWMA-smoothed mean absolute error."""
     scaled = np.asarray(model.get_layer("normalize")(values[None]))[0]
     if kind == "forecaster":
-        predicted = model.predict(values[None], verbose=0)[0]
-        errors = np.zeros(len(values), np.float32)
-        errors[1:] = np.abs(scaled[1:] - predicted[:-1]).mean(axis=1)
+        errors = next_step_errors(model, values, scaled).astype(np.float32)
     else:
         errors = _reconstruction_errors(model, values, scaled, window)
     return detection.ewma(errors, smoothing).astype(np.float32)

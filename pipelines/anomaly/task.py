@@ -664,7 +664,7 @@ def plot_score(series: TimeSeries, found: Detection, validation_end: int):
     fig, (ax,) = figure(height=3.0)
     ax.plot(x, found.scores, lw=0.7, label="score")
     ax.axhline(found.threshold, color="tab:red", ls="--", label=f"threshold {found.threshold:.3g}")
-    ax.axvline(x[min(validation_end, len(x) - 1)], ls="--", color="gray")
+    ax.axvline(x[validation_end], ls="--", color="gray")
     if series.labels is not None:
         _shade(ax, x, detection.labels_to_events(series.labels), "tab:red", "labelled anomaly")
     ax.set(title="anomaly score", yscale="log")
