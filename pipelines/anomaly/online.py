@@ -151,6 +151,16 @@ class AlarmSettings:
     short_window: int = 10
     long_window: int = 1000
 
+    @classmethod
+    def of_detector(cls, detector: dict) -> AlarmSettings:
+        """The settings an online run saved in its ``detector.json``."""
+        return cls(
+            detector["threshold"],
+            detector["alarm_gap"],
+            detector["short_window"],
+            detector["likelihood_window"],
+        )
+
 
 def score_errors(errors: Iterable[float], settings: AlarmSettings, start: int) -> Scored:
     """Likelihood and alarms of an error stream; alarms only from row ``start`` (probation end)."""

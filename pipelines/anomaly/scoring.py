@@ -48,12 +48,7 @@ def online_scores(
         ref = detector["reference"]
         normaliser = online.RollingNormaliser(detector["norm_span"], ref["mean"], ref["std"])
     scaled = np.array([normaliser.update(row) for row in values], np.float32)
-    settings = online.AlarmSettings(
-        detector["threshold"],
-        detector["alarm_gap"],
-        detector["short_window"],
-        detector["likelihood_window"],
-    )
+    settings = online.AlarmSettings.of_detector(detector)
     return online.score_errors(forecast_errors(model, scaled), settings, probation)
 
 

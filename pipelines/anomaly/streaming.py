@@ -184,12 +184,7 @@ class OnlineDetector:
             raise PipelineError("OnlineDetector needs a run of --protocol online")
         self.config = detector
         self.reference = reference or detector["reference"]
-        self.settings = online.AlarmSettings(
-            detector["threshold"],
-            detector["alarm_gap"],
-            detector["short_window"],
-            detector["likelihood_window"],
-        )
+        self.settings = online.AlarmSettings.of_detector(detector)
         self._steps = StreamingDetector(model, threshold=float("inf"), smoothing=1)
         self.reset()
 
