@@ -20,7 +20,7 @@ import mlflow
 import numpy as np
 import tensorflow as tf
 
-from pipelines.core import resume, tracking
+from pipelines.core import naming, resume, tracking
 from pipelines.core.config import RunOptions, TaskConfig
 from pipelines.core.errors import ConfigError, PipelineError
 from pipelines.core.outputs import PRIVATE, OutputFolder
@@ -97,6 +97,8 @@ def train_and_evaluate(
         model_id = tracking.log_keras_model(model, task.input_example(splits))
         task.log_serving_model(model, splits, cfg, report)
     metrics = tracking.log_report(report, model_id) if chief else tracking.report_metrics(report)
+    if chief:
+        log_children(task, cfg, report)
     return Result(
         model,
         report,
@@ -106,6 +108,17 @@ def train_and_evaluate(
         parameter_count=parameter_count,
         model_id=model_id,
     )
+
+
+def log_children(task: Task, cfg: TaskConfig, report: Report) -> None:
+    """Each child report (a series of a model trained across series) as a nested run named
+    after the active run and the child, holding its metrics, tables and figures; the model is
+    the parent's."""
+    parent = mlflow.active_run().info.run_name
+    for name, child in report.children.items():
+        tags = naming.run_tags(task.name, cfg) | task.run_tags(cfg) | {"part": name}
+        with tracking.tracked_run(f"{parent}-{name}", tags, nested=True):
+            tracking.log_report(child)
 
 
 def register(result: Result, opts: RunOptions) -> None:

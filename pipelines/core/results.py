@@ -13,6 +13,8 @@ class Report:
     Metric names carry no prefix; the runner logs them as ``test_<name>`` unless a name already
     has a prefix of its own (``baseline_...``). Tables are written to ``--output`` as CSV.
     ``texts`` maps a file name with its extension (``explanations.html``) to text content.
+    ``children`` are reports of parts of the evaluation (each series of a model trained across
+    series), which the runner logs as nested runs under the run, without a model.
     """
 
     metrics: dict[str, float] = field(default_factory=dict)
@@ -20,6 +22,7 @@ class Report:
     tables: dict[str, Any] = field(default_factory=dict)
     artifacts: dict[str, Any] = field(default_factory=dict)
     texts: dict[str, str] = field(default_factory=dict)
+    children: dict[str, Report] = field(default_factory=dict)
 
 
 @dataclass

@@ -116,30 +116,89 @@ def read_series_csv(
     NaN/inf. Rows out of time order are sorted (see :func:`ensure_time_order`).
     """
     path = Path(path)
+    return series_from_frame(
+        _read_frame(path),
+        path.name,
+        path.stem,
+        time_column,
+        value_columns,
+        label_column,
+        fill_missing,
+        duplicates,
+    )
+
+
+def read_long_csv(
+    path: str | Path,
+    series_column: str,
+    time_column: str = "",
+    value_columns: list[str] | None = None,
+    fill_missing: bool = False,
+    duplicates: str = "refuse",
+) -> list[TimeSeries]:
+    """A long-format CSV (one row per series and time step, ``series_column`` naming the
+    series) as one series per name, in order of first appearance, each read and checked like
+    a CSV of its own (:func:`read_series_csv`)."""
+    path = Path(path)
     frame = _read_frame(path)
+    if series_column not in frame.columns:
+        raise DataError(
+            f"{path.name} has no column {series_column!r}; "
+            f"columns are {', '.join(map(str, frame.columns))}"
+        )
+    names = frame[series_column]
+    if names.isna().any():
+        row = int(np.flatnonzero(names.isna().to_numpy())[0])
+        raise DataError(f"column {series_column!r} of {path.name} is empty at row {row}")
+    return [
+        series_from_frame(
+            rows.drop(columns=series_column).reset_index(drop=True),
+            f"{path.name} (series {name})",
+            str(name),
+            time_column,
+            value_columns,
+            "",
+            fill_missing,
+            duplicates,
+        )
+        for name, rows in frame.groupby(series_column, sort=False)
+    ]
+
+
+def series_from_frame(
+    frame: pd.DataFrame,
+    source: str,
+    name: str,
+    time_column: str = "",
+    value_columns: list[str] | None = None,
+    label_column: str = "",
+    fill_missing: bool = False,
+    duplicates: str = "refuse",
+) -> TimeSeries:
+    """A table read as a series (see :func:`read_series_csv`); errors name ``source``."""
     wanted = [c for c in [time_column, label_column, *(value_columns or [])] if c]
     unknown = [c for c in wanted if c not in frame.columns]
     if unknown:
         raise DataError(
-            f"{path.name} has no column(s) {', '.join(unknown)}; "
+            f"{source} has no column(s) {', '.join(unknown)}; "
             f"columns are {', '.join(map(str, frame.columns))}"
         )
     time_column = time_column or _find_time_column(frame)
     columns = list(value_columns) if value_columns else _value_columns(frame, time_column)
     if not columns:
-        raise DataError(f"{path.name} has no numeric value column")
-    values = np.column_stack([_numeric(frame[c], c, path.name, fill_missing) for c in columns])
-    values = _check_finite(values, path.name, fill_missing)
-    _check_float32_range(values, path.name)
-    timestamps = _timestamps(frame, time_column, path.name)
+        raise DataError(f"{source} has no numeric value column")
+    values = np.column_stack([_numeric(frame[c], c, source, fill_missing) for c in columns])
+    values = _check_finite(values, source, fill_missing)
+    _check_float32_range(values, source)
+    timestamps = _timestamps(frame, time_column, source)
     labels = None
     if label_column:
         labels = pd.to_numeric(frame[label_column], errors="coerce").to_numpy()
         if not np.isin(labels, (0, 1)).all():
-            raise DataError(f"label column {label_column!r} of {path.name} must hold only 0 and 1")
+            raise DataError(f"label column {label_column!r} of {source} must hold only 0 and 1")
         labels = labels.astype(np.int32)
-    series = TimeSeries(timestamps, values.astype(np.float32), columns, labels, name=path.stem)
-    return ensure_time_order(series, duplicates, path.name) if time_column else series
+    series = TimeSeries(timestamps, values.astype(np.float32), columns, labels, name=name)
+    return ensure_time_order(series, duplicates, source) if time_column else series
 
 
 def _read_frame(path: Path) -> pd.DataFrame:

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from pipelines.core import DataError
-from pipelines.core.timeseries import ensure_time_order, read_series_csv
+from pipelines.core.timeseries import ensure_time_order, read_long_csv, read_series_csv
 
 
 def write(path, **columns) -> str:
@@ -44,6 +44,28 @@ def test_one_bad_cell_is_an_error_naming_its_row_unless_filled(tmp_path):
 def test_text_columns_are_not_values(tmp_path):
     path = write(tmp_path / "s.csv", host=["a", "b", "c"], cpu=[0.1, 0.2, 0.3])
     assert read_series_csv(path).columns == ["cpu"]
+
+
+def test_a_long_csv_gives_one_checked_series_per_name(tmp_path):
+    stamps = list(pd.date_range("2024-01-01", periods=3, freq="D").astype(str))
+    path = write(
+        tmp_path / "long.csv",
+        date=stamps[::-1] + stamps,
+        shop=["x", "x", "x", "y", "y", "y"],
+        sales=[3.0, 2, 1, 10, 20, 30],
+    )
+    x, y = read_long_csv(path, "shop")
+    assert (x.name, y.name) == ("x", "y") and x.columns == ["sales"]
+    assert x.values[:, 0].tolist() == [1, 2, 3]  # time-ordered within its series
+    assert y.values[:, 0].tolist() == [10, 20, 30]
+    with pytest.raises(DataError, match="has no column 'store'; columns are date, shop, sales"):
+        read_long_csv(path, "store")
+    bad = write(tmp_path / "bad.csv", date=stamps, shop=["x", "x", "y"], sales=[1, "oops", 2])
+    with pytest.raises(DataError, match=r"of bad.csv \(series x\) has 1 non-numeric"):
+        read_long_csv(bad, "shop")
+    empty = write(tmp_path / "gap.csv", date=stamps, shop=["x", None, "y"], sales=[1, 2, 3])
+    with pytest.raises(DataError, match="column 'shop' of gap.csv is empty at row 1"):
+        read_long_csv(empty, "shop")
 
 
 def test_out_of_order_rows_are_sorted_stably_and_said_once(tmp_path, tracking_uri, capsys):
