@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import pandas as pd
 import pytest
 
 from benchmarks.forecast_suite import synthetic_series
-from pipelines.core import RunOptions, main, run
+from pipelines.core import ConfigError, RunOptions, main, run
 from pipelines.forecast import baselines, defaults, hybrid, metrics
 from pipelines.forecast.task import ForecastConfig, ForecastTask, spread_origins
 from tests.conftest import logged_models, runs_of
@@ -437,6 +438,90 @@ def test_a_folder_of_series_is_one_child_run_each_and_a_summary(workdir, store):
     maes = [r.data.metrics["test_mase"] for r in children.values()]
     assert parent.data.metrics["test_mase"] == pytest.approx(np.mean(maes))
     assert parent.data.metrics["test_mase_max"] == pytest.approx(max(maes))
+
+
+def test_across_series_trains_one_model_and_scores_each_series(workdir, store, capsys):
+    """--across-series: one run, one logged model over series of unlike scale and length; a
+    child run per series, the parent the mean; --predict scales each new series by itself."""
+    folder = workdir / "panel"
+    (folder / "sub").mkdir(parents=True)
+    periodic_csv(folder / "small.csv", n=300)
+    frame = pd.read_csv(periodic_csv(folder / "sub" / "large.csv", n=400))
+    frame[["load", "temperature"]] *= 1000
+    frame.to_csv(folder / "sub" / "large.csv", index=False)
+    flags = ["--epochs", "1", "--units", "8", "--tracking-uri", store, "--experiment", "panel"]
+    argv = ["--data", str(folder), "--across-series", "--target-column", "load", *flags]
+    assert main(ForecastTask(), argv) == 0
+    assert "chosen from the data for 2 series: season 24" in capsys.readouterr().err
+    runs = runs_of(store, "panel")
+    children = {r.data.tags.get("part"): r for r in runs if "part" in r.data.tags}
+    (parent,) = [r for r in runs if "part" not in r.data.tags]
+    assert set(children) == {"small", "sub/large"}
+    assert all(r.info.status == "FINISHED" for r in runs)
+    assert all(r.data.tags["mlflow.parentRunId"] == parent.info.run_id for r in children.values())
+    mases = [r.data.metrics["test_mase"] for r in children.values()]
+    assert parent.data.metrics["test_mase"] == pytest.approx(np.mean(mases))
+    assert parent.data.params["across_series"] == "True"
+    assert set(logged_models(store, parent)) == {"model"}
+    assert not any(logged_models(store, child) for child in children.values())
+    mlflow.set_tracking_uri(store)
+    child_files = {
+        a.path for a in mlflow.MlflowClient().list_artifacts(children["small"].info.run_id)
+    }
+    assert {"forecast.png", "error_by_step.png", "results"} <= child_files
+    spec = mlflow.artifacts.load_dict(f"runs:/{parent.info.run_id}/results/forecaster.json")
+    assert spec["scaling"] == "per_series" and spec["series"] == ["small", "sub/large"]
+    # Each series is read in its own units: a new series 1000x larger gets a forecast 1000x
+    # larger (up to float32 rounding), the baselines and intervals too.
+    predict = ["--model-uri", f"runs:/{parent.info.run_id}/model", "--tracking-uri", store]
+    tables = []
+    for factor in (1, 1000):
+        path = workdir / f"new{factor}.csv"
+        new = pd.read_csv(periodic_csv(path, n=200)).drop(columns="temperature")
+        new["load"] *= factor
+        new.to_csv(path, index=False)
+        out = workdir / f"predicted{factor}"
+        assert main(ForecastTask(), [*predict, "--predict", str(path), "--output", str(out)]) == 0
+        tables.append(pd.read_csv(out / "forecast.csv"))
+    assert len(tables[0]) == spec["horizon"]
+    columns = ["forecast", "lower", "upper", "lstm"]
+    np.testing.assert_allclose(tables[1][columns], 1000 * tables[0][columns], rtol=1e-3)
+
+
+def test_a_long_csv_is_read_as_one_series_per_name(workdir, store):
+    """--series-column: the rows of each name form a series, in time order, named by it."""
+    frames = []
+    for name, n in (("b", 300), ("a", 260)):
+        frame = pd.read_csv(periodic_csv(workdir / f"{name}.csv", n=n))
+        frames.append(frame.assign(shop=name).iloc[::-1])  # newest first: sorted on reading
+    path = workdir / "long.csv"
+    pd.concat(frames).to_csv(path, index=False)
+    cfg = ForecastConfig(
+        data=str(path), across_series=True, series_column="shop", epochs=1, units=8
+    )
+    named = ForecastTask().read_panel(cfg)
+    assert [(name, len(series)) for name, series in named] == [("b", 300), ("a", 260)]
+    np.testing.assert_allclose(
+        named[1][1].values[:, 0], pd.read_csv(workdir / "a.csv").load, rtol=1e-6
+    )
+    result = run(ForecastTask(), cfg, RunOptions(tracking_uri=store, experiment="long"))
+    assert set(result.report.children) == {"a", "b"}
+    with pytest.raises(ConfigError, match="--series-column reads a long CSV"):
+        dataclasses.replace(cfg, across_series=False).validate()
+
+
+def test_across_series_refuses_what_it_cannot_do(workdir, store, capsys):
+    flags = ["--tracking-uri", store, "--experiment", "panel-bad", "--across-series"]
+    path = periodic_csv(workdir / "one.csv", n=300)
+    assert main(ForecastTask(), ["--data", str(path), *flags]) == 2
+    assert "--across-series needs --data DIR" in capsys.readouterr().err
+    folder = workdir / "short-panel"
+    folder.mkdir()
+    periodic_csv(folder / "fine.csv", n=300)
+    periodic_csv(folder / "tiny.csv", n=12)
+    assert main(ForecastTask(), ["--data", str(folder), "--target-column", "load", *flags]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: tiny: "), err
 
 
 # ---- bad input ------------------------------------------------------------------------------
