@@ -103,7 +103,7 @@ def compare(
     tags |= task.run_tags(cfg) | {"compare": ",".join(cells)}
     name = opts.run_name or f"{naming.run_name(cfg, child_opts, cell='+'.join(cells))}-compare"
     with tracking.tracked_run(name, tags) as parent:
-        tracking.log_params(naming.short_params(config) | {"precision": opts.precision})
+        tracking.log_params(naming.short_params(config) | opts.execution_params())
         mlflow.log_dict(config, "config.json")
         rows, curves = [], {}
         for cell in cells:

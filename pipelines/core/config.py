@@ -144,6 +144,16 @@ class RunOptions:
         "", "what --model-uri is applied to: a file or folder (a text, for text tasks)"
     )
 
+    def execution_params(self) -> dict[str, Any]:
+        """How the run executes (dtype policy, strategy, XLA, steps per execution), logged as
+        MLflow params beside the config's so runs can be filtered and compared by them."""
+        return {
+            "precision": self.precision,
+            "strategy": self.strategy,
+            "jit_compile": self.jit_compile,
+            "steps_per_execution": self.steps_per_execution,
+        }
+
     def validate(self) -> None:
         if min(self.max_trials, self.executions_per_trial, self.steps_per_execution) <= 0:
             raise ConfigError(

@@ -29,7 +29,8 @@ METADATA = "training_metadata.json"  # BackupAndRestore's record of the finished
 
 
 def run_config(cfg: TaskConfig, opts: RunOptions) -> dict[str, Any]:
-    """What a run trains with, as logged to MLflow params (and compared on resume)."""
+    """What a run trains with, compared on resume (the other execution params may change:
+    a run can resume on other hardware, with another strategy)."""
     return json.loads(json.dumps(cfg.to_params() | {"precision": opts.precision}))
 
 

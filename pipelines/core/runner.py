@@ -79,7 +79,7 @@ def run(task: Task, cfg: TaskConfig, opts: RunOptions) -> Result:
         tags["output"] = str(output.path.resolve())
     with tracking.tracked_run(naming.run_name(cfg, opts), tags, run_id=run_id) as active:
         if run_id is None:
-            tracking.log_config(cfg, {"precision": opts.precision})
+            tracking.log_config(cfg, opts.execution_params())
         cfg.validate()
         result = train_folds_or_one(task, cfg, opts)
         result.run_id = active.info.run_id
@@ -143,7 +143,7 @@ def child_run(
         return
     tags = naming.run_tags(task.name, cfg) | labels | task.run_tags(cfg)
     with tracking.tracked_run(name, tags, nested=True):
-        tracking.log_config(cfg, {"precision": opts.precision})
+        tracking.log_config(cfg, opts.execution_params())
         yield
 
 

@@ -177,8 +177,8 @@ class TrackedTrials:
                 tags,
                 nested=mlflow.active_run() is not None,
             ):
-                precision = {"precision": hypermodel.opts.precision}
-                tracking.log_config(cfg, trial_params(values) | precision)
+                execution = hypermodel.opts.execution_params()
+                tracking.log_config(cfg, trial_params(values) | execution)
                 results = super().run_trial(trial, *args, **kwargs)
                 averaged = {k: float(np.mean([r[k] for r in results])) for k in results[0]}
                 objective = hypermodel.task.objective
@@ -280,8 +280,7 @@ def search_params(task: Task, opts: RunOptions) -> dict[str, Any]:
         "executions_per_trial": opts.executions_per_trial,
         "objective": task.objective,
         "direction": task.direction,
-        "precision": opts.precision,
-    }
+    } | opts.execution_params()
 
 
 def finish_search(task: Task, cfg: TaskConfig, opts: RunOptions, tuner: kt.Tuner) -> Result:

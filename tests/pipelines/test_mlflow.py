@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
+from pathlib import Path
 
 import mlflow
 import numpy as np
@@ -18,8 +20,8 @@ import pandas as pd
 import pytest
 
 from pipelines import compare
-from pipelines.anomaly.task import AnomalyTask
-from pipelines.core import RunOptions, main, run
+from pipelines.anomaly.task import AnomalyConfig, AnomalyTask
+from pipelines.core import RunOptions, main, naming, run
 from tests.conftest import logged_models, runs_of
 from tests.pipelines.test_anomaly import TINY, ecg_like_csv
 from tests.pipelines.test_inference import ToyTask
@@ -278,6 +280,46 @@ def test_plain_run_name_params_tags_and_printed_link(store):
     )
     steps = [m.step for m in client(store).get_metric_history(run_.info.run_id, "loss")]
     assert steps == [1, 2]
+
+
+def test_labels_path_is_shortened_like_data_with_the_full_path_as_a_tag(workdir):
+    """Anomaly's ``--labels`` (a NAB windows file) is a path param like ``data``: its stem as
+    the param, the full absolute path as the ``labels_path`` tag, the config as given in
+    ``config.json``; an unset ``--labels`` stays an empty param without a tag."""
+    long = "/srv/benchmarks/numenta-anomaly-benchmark/v1.1"
+    cfg = AnomalyConfig(
+        data=f"{long}/data/realKnownCause/machine_temperature.csv",
+        labels=f"{long}/labels/combined_windows.json",
+    )
+    params = naming.short_params(cfg.to_params())
+    assert params["data"] == "machine_temperature" and params["labels"] == "combined_windows"
+    tags = naming.run_tags("anomaly", cfg)
+    assert tags["data_path"] == cfg.data and tags["labels_path"] == cfg.labels
+    unset = AnomalyConfig(data=cfg.data)
+    assert naming.short_params(unset.to_params())["labels"] == ""
+    assert "labels_path" not in naming.run_tags("anomaly", unset)
+
+    # A real run, the labels given relative to the working folder.
+    folder = workdir / "numenta-anomaly-benchmark"
+    (folder / "labels").mkdir(parents=True)
+    data = ecg_like_csv(folder / "machine_temperature.csv")
+    frame = pd.read_csv(data).drop(columns="label")
+    frame.to_csv(data, index=False)
+    stamps = pd.to_datetime(frame["timestamp"])
+    windows = {"realKnownCause/machine_temperature.csv": [[str(stamps[990]), str(stamps[1050])]]}
+    (folder / "labels" / "combined_windows.json").write_text(json.dumps(windows))
+    labels = "numenta-anomaly-benchmark/labels/combined_windows.json"
+    uri = f"sqlite:///{workdir / 'mlflow.db'}"
+    flags = ["--time-column", "timestamp", "--no-log-model", "--tracking-uri", uri]
+    assert main(AnomalyTask(), [*TINY, "--data", str(data), "--labels", labels, *flags]) == 0
+    (logged,) = runs_of(uri, "anomaly")
+    params, tags = logged.data.params, logged.data.tags
+    assert np.isfinite(logged.data.metrics["test_nab_standard"])  # the labels were used
+    assert params["labels"] == "combined_windows" and params["data"] == "machine_temperature"
+    assert tags["labels_path"] == str(Path.cwd() / labels) and tags["data_path"] == str(data)
+    assert not [k for k, v in params.items() if "numenta" in v]  # no param holds a path
+    config = mlflow.artifacts.load_dict(f"runs:/{logged.info.run_id}/config.json")
+    assert config["labels"] == labels and config["data"] == str(data)
 
 
 def test_server_link_opens_the_runs_table():

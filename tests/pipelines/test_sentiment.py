@@ -5,6 +5,7 @@ weights of the deployed model, every normaliser rule and every bad input."""
 from __future__ import annotations
 
 import functools
+import json
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
@@ -15,7 +16,7 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 
-from pipelines.core import DataError, RunOptions, main, run
+from pipelines.core import DataError, RunOptions, fitting, main, run
 from pipelines.core.embeddings import GLOVE_VECTORS, GLOVE_WORDS, embedding_matrix
 from pipelines.datasets.text_builders import load_labelled_texts, proxy_tweets
 from pipelines.sentiment.normalise import mark_negation, normalise, segment, tokenise
@@ -419,25 +420,66 @@ def test_bad_flags_are_one_line_exit_2_and_a_failed_run(flags, message, store, c
     assert failed.info.status == "FAILED" and message in failed.data.tags["error"]
 
 
-def test_k_fold_trains_each_fold_as_a_child_run_honouring_the_run_flags(workdir, store, capsys):
-    """``--folds 2 --strategy mirrored --output DIR`` goes through the runner's folds: two
-    child runs under one parent, each fitted under the given strategy, the summary written."""
+def test_k_fold_trains_each_fold_as_a_child_run_honouring_the_run_flags(
+    workdir, store, capsys, monkeypatch
+):
+    """``--folds 3 --strategy mirrored --output DIR`` goes through the runner's folds: three
+    FINISHED child runs under one parent, each fold fitted under MirroredStrategy inside its
+    own child run, and DIR holding the parent's summary and nothing else."""
+    fits = []
+    fit_model = fitting.fit_model
+
+    def recorded(model, *args, **kwargs):
+        fits.append((mlflow.active_run().info.run_id, model.distribute_strategy))
+        return fit_model(model, *args, **kwargs)
+
+    monkeypatch.setattr(fitting, "fit_model", recorded)  # every fit of a run goes through it
     data = reviews_csv(workdir / "reviews.csv", n=40)
     out = workdir / "out"
     code = cli([*TINY_FLAGS, "--data", str(data), "--text-column", "review", "--label-column",
-                "mood", "--folds", "2", "--no-log-model", "--strategy", "mirrored", "--output",
+                "mood", "--folds", "3", "--no-log-model", "--strategy", "mirrored", "--output",
                 str(out), "--tracking-uri", store, "--experiment", "folds"])  # fmt: skip
-    assert code == 0, capsys.readouterr().err
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
     runs = runs_of(store, "folds")
-    parent = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
-    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
-    assert len(parent) == 1 and sorted(r.data.tags["fold"] for r in children) == ["fold1", "fold2"]
+    (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = sorted(
+        (r for r in runs if "mlflow.parentRunId" in r.data.tags), key=lambda r: r.data.tags["fold"]
+    )
+    assert parent.info.status == "FINISHED" and f"MLflow run {parent.info.run_id}" in captured.out
+    assert [c.data.tags["fold"] for c in children] == ["fold1", "fold2", "fold3"]
+    for k, child in enumerate(children, 1):
+        assert child.info.status == "FINISHED"
+        assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        assert (child.data.params["fold"], child.data.params["folds"]) == (str(k), "3")
+        assert child.data.params["precision"] == "float32"
+        assert child.data.params["strategy"] == "mirrored"
+    assert (parent.data.params["fold"], parent.data.params["folds"]) == ("0", "3")
+    assert parent.data.params["precision"] == "float32"
+    assert (parent.data.params["strategy"], parent.data.params["jit_compile"]) == (
+        "mirrored",
+        "False",
+    )
+    # --strategy mirrored: one fit per fold (sentiment has no stages), in that fold's child run,
+    # on a model built under a MirroredStrategy (the default strategy without the flag).
+    assert sorted(run_id for run_id, _ in fits) == sorted(c.info.run_id for c in children)
+    assert all(type(s) is tf.distribute.MirroredStrategy for _, s in fits), fits
     for name in ("accuracy", "network_accuracy", "nbsvm_accuracy", "lexicon_accuracy"):
         values = [c.data.metrics[f"test_{name}"] for c in children]  # each fold its own experts
-        assert parent[0].data.metrics[f"test_{name}"] == pytest.approx(np.mean(values))
-    assert {c.data.params["fold"] for c in children} == {"1", "2"}
+        assert parent.data.metrics[f"test_{name}"] == pytest.approx(np.mean(values))
+    # --output: the parent's folds table and metrics, published whole; no fold checkpoints
+    assert parent.data.tags["output"] == str(out.resolve())
+    assert sorted(p.name for p in out.iterdir()) == ["folds.csv", "metrics.json", "run.json"]
+    state = json.loads((out / "run.json").read_text())
+    assert state["run_id"] == parent.info.run_id
+    assert state["files"] == ["folds.csv", "metrics.json"]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics == pytest.approx(parent.data.metrics)
     table = pd.read_csv(out / "folds.csv")
-    assert table["fold"].tolist() == ["fold1", "fold2"]
+    assert table["fold"].tolist() == ["fold1", "fold2", "fold3"]
+    assert table["test_accuracy"].tolist() == pytest.approx(
+        [c.data.metrics["test_accuracy"] for c in children]
+    )
     # every example is tested exactly once over the folds
     cfg = SentimentConfig(data=str(data), text_column="review", label_column="mood", folds=3)
     labels = SentimentTask().load(cfg)[1]
