@@ -27,7 +27,7 @@ part are only read by the evaluation. A data set with its own test part (UCR) ke
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -417,12 +417,43 @@ class AnomalyTask(Task):
     def predict(self, logged: LoggedModel, source: str, cfg: AnomalyConfig) -> Prediction:
         """Run an online run's detector over a CSV (``--predict FILE``): every row's error and
         likelihood in ``anomalies.csv``, one line per alarm. The first ``probation`` rows (the
-        run's count) start the normaliser and the likelihood, as in the run."""
+        run's count) start the normaliser and the likelihood, as in the run.
+
+        ``--predict DIR`` scores every CSV under the folder (subfolders included) the same way,
+        each a fresh stream: lines are prefixed by the file's path relative to the folder
+        without ``.csv``, which is also ``anomalies.csv``'s ``file`` column. Every file is read
+        and checked before any is scored; a bad one fails the whole call, naming it."""
         detector = logged.artifact("detector")
         if detector.get("protocol") != "online":
             raise ConfigError(
                 "--predict applies the model of a --protocol online run; this run used batch"
             )
+        if not Path(source).is_dir():
+            series = self._predict_series(source, detector, cfg)
+            table, lines = self._predict_scores(logged, series, detector)
+            return Prediction(lines, {"anomalies": table})
+        files = csv_folder_folds(replace(cfg, data=source))
+        named = []
+        for name, file_cfg in files:
+            try:
+                named.append((name, self._predict_series(file_cfg.data, detector, cfg)))
+            except DataError as exc:  # name the file by its path (errors may give its name)
+                message = str(exc)
+                if file_cfg.data not in message:
+                    message = f"{file_cfg.data}: {message}"
+                raise DataError(message) from None
+        tables, lines = [], []
+        for name, series in named:
+            table, file_lines = self._predict_scores(logged, series, detector)
+            tables.append(table.assign(file=name)[["file", *table.columns]])
+            lines += [f"{name}: {line}" for line in file_lines]
+        alarms = sum(int(t["is_anomaly"].sum()) for t in tables)
+        lines.append(f"{alarms} alarm(s) in {len(files)} file(s)")
+        return Prediction(lines, {"anomalies": pd.concat(tables, ignore_index=True)})
+
+    @staticmethod
+    def _predict_series(source: str, detector: dict, cfg: AnomalyConfig) -> TimeSeries:
+        """A CSV read with the run's value columns, long enough to score after probation."""
         series = read_series_csv(
             source, cfg.time_column, detector["columns"], "", cfg.fill_missing, cfg.duplicates
         )
@@ -432,6 +463,14 @@ class AnomalyTask(Task):
                 f"{Path(source).name} has {len(series)} rows; the detector warms up on its first "
                 f"{probation} and needs more to score"
             )
+        return series
+
+    @staticmethod
+    def _predict_scores(
+        logged: LoggedModel, series: TimeSeries, detector: dict
+    ) -> tuple[pd.DataFrame, list[str]]:
+        """One series' table (every row's error, likelihood and alarm) and its lines (one per
+        alarm, then a count)."""
         scored = online_scores(logged.model, series.values, detector, fit_reference=True)
         table = pd.DataFrame(
             {
@@ -446,8 +485,8 @@ class AnomalyTask(Task):
             f"likelihood {scored.likelihood[row]:.6f})"
             for row in np.flatnonzero(scored.alarms)
         ]
-        lines.append(f"{len(lines)} alarm(s) in {len(series) - probation} scored rows")
-        return Prediction(lines, {"anomalies": table})
+        lines.append(f"{len(lines)} alarm(s) in {len(series) - detector['probation']} scored rows")
+        return table, lines
 
     def log_serving_model(self, model, splits: Splits, cfg: AnomalyConfig, report: Report) -> None:
         """A window scorer for ``mlflow models serve`` (artifact path ``scorer``)."""

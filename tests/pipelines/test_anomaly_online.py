@@ -222,3 +222,86 @@ def test_exported_savedmodel_errors_give_the_run_alarms(shift_run, tmp_path):
     )
     scored = online.score_errors(errors, settings, detector["probation"])
     np.testing.assert_array_equal(scored.alarms, table["is_anomaly"].to_numpy().astype(bool))
+
+
+def predict_cli(run, source: Path, output: Path) -> int:
+    """``--model-uri runs:/<run>/model --predict SOURCE --output OUTPUT`` of the shift run."""
+    return main(
+        AnomalyTask(),
+        ["--model-uri", f"runs:/{run.info.run_id}/model", "--predict", str(source)]
+        + ["--tracking-uri", mlflow.get_tracking_uri(), "--output", str(output)],
+    )
+
+
+def test_predict_on_a_new_csv_gives_the_streaming_alarms(shift_run, tmp_path, capsys):
+    child, _, _ = shift_run
+    csv = tmp_path / "new.csv"
+    synthetic_csv(csv, "spike", 900, n=1200, seed=7)  # not a training series
+    assert predict_cli(child, csv, tmp_path / "out") == 0, capsys.readouterr().err
+    out = capsys.readouterr().out.splitlines()
+    predicted = pd.read_csv(tmp_path / "out" / "anomalies.csv")
+    assert list(predicted.columns) == ["timestamp", "score", "likelihood", "is_anomaly"]
+    assert len(predicted) == 1200
+    run_id = child.info.run_id
+    detector = mlflow.artifacts.load_dict(f"runs:/{run_id}/results/detector.json")
+    values = pd.read_csv(csv)[["value"]].to_numpy(np.float32)
+    reference = online.RollingNormaliser.fit(
+        detector["norm_span"], values[: detector["probation"]]
+    ).state()  # --predict starts the normaliser on the file's own probation rows
+    model = mlflow.keras.load_model(f"runs:/{run_id}/model")
+    streamed = OnlineDetector(model, detector, reference).run(values)
+    alarms = np.flatnonzero(predicted["is_anomaly"].to_numpy())
+    np.testing.assert_array_equal(alarms, np.flatnonzero(streamed.alarms))
+    np.testing.assert_allclose(predicted["likelihood"], streamed.likelihood, atol=1e-3)
+    assert any(900 <= row <= 930 for row in alarms), alarms  # the spike is found
+    lines = [line.removeprefix("alarm at ").split(" (row ") for line in out[:-1]]
+    assert [pd.Timestamp(stamp) for stamp, _ in lines] == list(
+        pd.to_datetime(predicted["timestamp"][alarms])
+    )
+    assert [rest for _, rest in lines] == [
+        f"{row}, likelihood {predicted['likelihood'][row]:.6f})" for row in alarms
+    ]
+    assert out[-1] == f"{len(alarms)} alarm(s) in {1200 - detector['probation']} scored rows"
+
+
+def test_predict_on_a_folder_scores_every_csv_like_a_single_file(shift_run, tmp_path, capsys):
+    child, _, _ = shift_run
+    folder = tmp_path / "new"
+    (folder / "sub").mkdir(parents=True)
+    synthetic_csv(folder / "spike.csv", "spike", 700, n=1000, seed=11)
+    synthetic_csv(folder / "sub" / "shift.csv", "level", 800, n=1100, seed=12)
+    (folder / "notes.txt").write_text("not a series")
+    assert predict_cli(child, folder, tmp_path / "all") == 0, capsys.readouterr().err
+    out = capsys.readouterr().out.splitlines()
+    table = pd.read_csv(tmp_path / "all" / "anomalies.csv")
+    assert list(table.columns) == ["file", "timestamp", "score", "likelihood", "is_anomaly"]
+    assert table["file"].value_counts().to_dict() == {"spike": 1000, "sub/shift": 1100}
+    for name in ("spike", "sub/shift"):
+        single_out = tmp_path / f"single-{name.replace('/', '-')}"
+        assert predict_cli(child, folder / f"{name}.csv", single_out) == 0
+        single_lines = capsys.readouterr().out.splitlines()
+        single = pd.read_csv(single_out / "anomalies.csv")
+        rows = table[table["file"] == name].drop(columns="file").reset_index(drop=True)
+        pd.testing.assert_frame_equal(rows, single)
+        assert [line for line in out if line.startswith(f"{name}: ")] == [
+            f"{name}: {line}" for line in single_lines
+        ]
+    assert out[-1] == f"{int(table['is_anomaly'].sum())} alarm(s) in 2 file(s)"
+
+
+@pytest.mark.parametrize("case", ["no-csv", "malformed"])
+def test_predict_on_a_bad_folder_is_one_error_and_writes_nothing(case, shift_run, tmp_path, capsys):
+    child, _, _ = shift_run
+    folder = tmp_path / "bad"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "readme.txt").write_text("no series here")
+    if case == "malformed":
+        synthetic_csv(folder / "good.csv", "spike", 700, n=1000, seed=13)
+        (folder / "sub" / "bad.csv").write_text("timestamp,value\n2024-03-01,1.0\n2024-03-02,x\n")
+    output = tmp_path / "out"
+    assert predict_cli(child, folder, output) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, errors
+    named = str(folder) if case == "no-csv" else str(folder / "sub" / "bad.csv")
+    assert named in errors[0], errors[0]
+    assert not output.exists()
