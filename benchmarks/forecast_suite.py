@@ -59,6 +59,13 @@ def synthetic_series(seed: int = 0) -> dict[str, pd.DataFrame]:
         ),
         "random walk (daily, 300)": _frame(100 + np.cumsum(rng.normal(0, 1, 300)), "D"),
         "noise around a level (daily, 250)": _frame(50 + rng.normal(0, 1, 250), "D"),
+        "growth x season (monthly, 144)": _frame(
+            100
+            * np.exp(0.01 * t(144))
+            * (1 + 0.25 * np.sin(2 * np.pi * t(144) / 12))
+            * np.exp(rng.normal(0, 0.03, 144)),
+            "MS",
+        ),
     }
 
 
