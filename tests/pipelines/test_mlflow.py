@@ -1,7 +1,9 @@
 """What a user finds in MLflow, read through the MLflow client on real tiny runs in one store:
 a plain run registered in the model registry and applied through ``models:/``, a 2-trial search
-and a 2-cell comparison of the anomaly detector (issue 21, points 1-7; the stages' curves are
-checked in test_stages.py, the import cycles in test_imports.py).
+and a 2-cell comparison of the anomaly detector (issue 21, points 1-7; point 3, SIGTERM ending a
+run KILLED, is test_safety.py's test_sigterm_ends_the_run_killed_with_its_checkpoints_kept,
+and point 7's timestamped figures test_anomaly.py's; the stages' curves are checked in
+test_stages.py, the import cycles in test_imports.py).
 
 Seed 4 makes the random oracle pick windows 16 and 32 for the two trials (so the data is rebuilt
 per trial) and no cell/dropout combination that diverges on this tiny series.
@@ -135,7 +137,7 @@ def test_a_registered_model_applies_through_models_uris(store, capsys, tmp_path)
         np.testing.assert_allclose(answer, expected, atol=1e-5)
 
 
-# -- point 3: a search's parent describes the winner ------------------------------------------
+# -- point 1: a search's parent describes the winner ------------------------------------------
 def same(logged: str, value) -> bool:
     """An MLflow param (a string) equals a value read back from a CSV."""
     if isinstance(value, str):
@@ -262,7 +264,7 @@ def test_figures_sit_at_the_artifact_root(store):
     assert "figures" not in {f.path for f in artifacts if f.is_dir}
 
 
-# -- point 6: names, short params, the link, epochs from 1 ------------------------------------
+# -- points 6 and 7: names, short params, the link, epochs from 1 -----------------------------
 def test_plain_run_name_params_tags_and_printed_link(store):
     run_ = toy_run(store)
     assert run_.info.run_name == "series-lstm-epochs=2-offset=0.25"  # what differs, no "toy-"
