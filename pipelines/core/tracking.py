@@ -6,6 +6,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import socket
 import subprocess
 import tempfile
@@ -61,8 +62,9 @@ def connect(uri: str) -> str:
 def use_experiment(name: str) -> str:
     """Create or select the experiment; returns its id.
 
-    With a SQLite store, a new experiment keeps its artifacts beside the database (MLflow's
-    default would be ./mlruns of whatever directory the run started in).
+    With a SQLite store, a new experiment keeps its artifacts beside the database
+    (:func:`artifact_location`; MLflow's default would be ./mlruns of whatever directory the
+    run started in).
     """
     try:
         if mlflow.get_experiment_by_name(name) is None:
@@ -75,11 +77,23 @@ def use_experiment(name: str) -> str:
     return experiment.experiment_id
 
 
+def artifact_location(database: Path, experiment: str) -> Path:
+    """Where a SQLite store keeps an experiment's artifacts: ``<database stem>-artifacts/``
+    beside the database, one folder per experiment (its name, reduced to a plain folder
+    name). A folder of our own: ``<db dir>/<experiment>`` could be the user's (a data folder
+    named like the experiment would fill with our files, and a corpus run would then read
+    them as data), and a name with ``/`` or ``..`` could point anywhere."""
+    folder = re.sub(r"[^A-Za-z0-9_.-]+", "_", experiment).lstrip(".") or "experiment"
+    database = database.resolve()
+    return database.parent / f"{database.stem}-artifacts" / folder
+
+
 def _create_experiment(name: str) -> None:
     uri = mlflow.get_tracking_uri()
     location = None
     if uri.startswith("sqlite:///"):
-        location = (Path(uri.removeprefix("sqlite:///")).resolve().parent / name).as_uri()
+        database = Path(uri.removeprefix("sqlite:///"))
+        location = artifact_location(database, name).as_uri()
     try:
         mlflow.create_experiment(name, artifact_location=location)
     except mlflow.exceptions.MlflowException as exc:

@@ -630,3 +630,25 @@ def test_an_html_page_instead_of_mlflow_is_one_line(workdir, capfd):
     err = capfd.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "HTML page instead of MLflow's API" in err[0], err
     assert uri in err[0] and not (workdir / "out").exists()
+
+
+def test_a_sqlite_stores_artifacts_never_land_in_a_folder_beside_it(tmp_path):
+    """An experiment named like a folder next to the database (a user's data folder, which a
+    corpus run would then read our files from) or named with ``/`` and ``..`` keeps its
+    artifacts in the store's own ``<stem>-artifacts/`` folder."""
+    from urllib.parse import urlparse
+
+    from pipelines.core import tracking
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "mine.csv").write_text("value\n1\n")
+    tracking.connect(f"sqlite:///{tmp_path / 'store.db'}")
+    for name in ("data", "../escape", "a/b"):
+        experiment_id = tracking.use_experiment(name)
+        with mlflow.start_run(experiment_id=experiment_id):
+            mlflow.log_text("ours", "note.txt")
+        location = Path(urlparse(mlflow.get_experiment(experiment_id).artifact_location).path)
+        assert location.parent == tmp_path / "store-artifacts", (name, location)
+    assert [p.name for p in data.iterdir()] == ["mine.csv"]
+    assert not (tmp_path.parent / "escape").exists()
