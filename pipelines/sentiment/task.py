@@ -359,15 +359,14 @@ class SentimentTask(Task):
             f"ensemble_weight_{name}": float(w)
             for name, w in zip(names, mixing_weights(model), strict=True)
         }
-        explained = explain(model, info["texts"][test], labels, probability, cfg.explain)
         classes = info["classes"]
-        return Report(
-            metrics=metrics,
-            figures={"word_effects": effect_figure(explained, classes)},
-            tables={"explanations": explanation_table(explained, classes)},
-            artifacts={CLASSES_ARTIFACT: {"classes": classes}},
-            texts={"explanations.html": explanation_html(explained, classes)},
-        )
+        report = Report(metrics=metrics, artifacts={CLASSES_ARTIFACT: {"classes": classes}})
+        explained = explain(model, info["texts"][test], labels, probability, cfg.explain)
+        if explained:
+            report.figures = {"word_effects": effect_figure(explained, classes)}
+            report.tables = {"explanations": explanation_table(explained, classes)}
+            report.texts = {"explanations.html": explanation_html(explained, classes)}
+        return report
 
 
 def _group_holdout(
@@ -508,6 +507,8 @@ def explain_texts(model: keras.Model, texts: list[str]) -> list[Explanation]:
     All variants of all texts (each with one piece deleted) go through the deployed model in
     one batched call, so every part, the network's normalised words and the experts' n-grams
     alike, reads the text as if that piece had never been written."""
+    if not texts:  # --explain 0: nothing to explain (Keras cannot predict an empty batch)
+        return []
     pieces = [str(text).split() for text in texts]
     variants = [
         variant

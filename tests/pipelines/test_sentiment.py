@@ -269,6 +269,19 @@ def test_occlusion_effect_is_the_change_when_the_word_is_deleted(trained):
         np.testing.assert_allclose(item.effects, p[0] - p[1:], atol=1e-5)
 
 
+def test_explain_0_explains_nothing_and_writes_no_explanation(trained, tmp_path):
+    """--explain 0 crashed at the end of training (Keras cannot predict an empty batch)."""
+    result, _, _ = trained
+    assert explain_texts(result.model, []) == []
+    data = reviews_csv(tmp_path / "reviews.csv")
+    cfg = SentimentConfig(
+        data=str(data), text_column="review", label_column="mood", **(TINY | {"explain": 0})
+    )
+    report = SentimentTask().evaluate(result.model, SentimentTask().data(cfg), cfg)
+    assert "word_effects" not in report.figures and "explanations" not in report.tables
+    assert 0 <= report.metrics["accuracy"] <= 1
+
+
 def test_the_deciding_word_has_the_largest_effect(trained):
     """On data where one word decides the label, occlusion ranks that word first in every
     sentence, whatever its position."""
