@@ -13,12 +13,18 @@ just loop over a file. NumPy only: the recurrent model's prediction errors come 
   is compared with a Gaussian fitted to that same short-term mean over the last ``long_window``
   steps (past only); the likelihood is the Gaussian's CDF there, so ``1 - likelihood`` is a
   tail probability whose meaning does not depend on the series' scale.
+* :class:`PeriodicErrors` keeps errors that recur once per period from alarming (a forecaster
+  that misses every heartbeat of an ECG, every morning peak of a traffic series): after the
+  probation period each error is discounted by how far the errors around the same phase one
+  period before rose above the ordinary. The period is the first autocorrelation peak of the
+  probation errors, if it is strong enough; a stream without one passes unchanged.
 * :class:`AlarmRule` raises one alarm when the likelihood reaches the threshold and then stays
   silent for ``gap`` rows: an event, not a stretch of flagged rows.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import deque
 from collections.abc import Iterable
@@ -27,6 +33,9 @@ from dataclasses import dataclass
 import numpy as np
 
 MIN_STD = 1e-3  # errors are in units of the normalised series: a thousandth of its spread
+MIN_PERIOD = 8  # shorter recurrences are the forecaster's own ripple, not a cycle of the data
+PHASE_JITTER = 0.1  # share of the period a recurring error may drift by (heart rate varies)
+ORDINARY_QUANTILE = 0.9  # errors up to this quantile of a period are not a recurring spike
 
 
 class RollingNormaliser:
@@ -112,6 +121,63 @@ class AnomalyLikelihood:
         return likelihood
 
 
+def error_period(errors: np.ndarray, strength: float) -> int:
+    """The lag at which ``errors`` recur: the highest autocorrelation peak after the
+    autocorrelation first turns negative, within half the stretch, if it reaches ``strength``;
+    else 0 (no period)."""
+    x = np.asarray(errors, np.float64)
+    x = x - x.mean()
+    energy = float((x * x).sum())
+    max_lag = len(x) // 2
+    if energy <= 0 or strength <= 0 or max_lag <= MIN_PERIOD:
+        return 0
+    acf = np.array([(x[:-k] * x[k:]).sum() / energy for k in range(1, max_lag)])
+    negative = np.flatnonzero(acf < 0)
+    if not negative.size:
+        return 0
+    lag = int(negative[0] + np.argmax(acf[negative[0] :])) + 1
+    return lag if lag >= MIN_PERIOD and acf[lag - 1] >= strength else 0
+
+
+class PeriodicErrors:
+    """``update(error)`` returns the error the likelihood should see: unchanged during the
+    ``probation`` rows, whose errors then give the period (:func:`error_period`); after them,
+    the error less how far the same phase one period before rose above the ordinary: ``error -
+    max(m - q, 0)`` (at least 0), with ``m`` the largest error within ``PHASE_JITTER`` of a
+    period before and ``q`` the ``ORDINARY_QUANTILE`` of the last period's errors. A phase that
+    spikes every period is discounted by its spike; every other row keeps its error, so the
+    likelihood's history keeps its spread (unchanged when there is no period)."""
+
+    def __init__(self, probation: int, strength: float) -> None:
+        self.probation = probation
+        self.strength = strength
+        self.warmup: list[float] = []
+        self.period = 0
+        self.jitter = 0
+        self.recent: deque[float] | None = None  # the last period + jitter errors
+
+    def update(self, error: float) -> float:
+        error = float(error)
+        if self.recent is None:
+            if len(self.warmup) < self.probation:
+                self.warmup.append(error)
+                return error
+            self.period = error_period(np.array(self.warmup), self.strength)
+            self.jitter = max(1, int(PHASE_JITTER * self.period)) if self.period else 0
+            span = self.period + self.jitter
+            self.recent = deque(self.warmup[len(self.warmup) - span :] if span else [], span or 1)
+            self.warmup = []
+        if not self.period:
+            return error
+        seen = error
+        if len(self.recent) == self.recent.maxlen:  # errors[t - period - jitter : t]
+            same_phase = max(itertools.islice(self.recent, 0, 2 * self.jitter + 1))
+            ordinary = float(np.quantile(self.recent, ORDINARY_QUANTILE))
+            seen = max(error - max(same_phase - ordinary, 0.0), 0.0)
+        self.recent.append(error)
+        return seen
+
+
 class AlarmRule:
     """One alarm when the likelihood reaches ``threshold`` (from row ``start`` on), then none
     for ``gap`` rows. ``update`` takes rows in order and returns whether this row alarms."""
@@ -140,6 +206,7 @@ class Scored:
     errors: np.ndarray
     likelihood: np.ndarray
     alarms: np.ndarray
+    period: int = 0  # the recurrence of the errors that was discounted (0: none)
 
 
 @dataclass
@@ -150,26 +217,31 @@ class AlarmSettings:
     gap: int
     short_window: int = 10
     long_window: int = 1000
+    period_strength: float = 0.0  # PeriodicErrors' autocorrelation threshold (0: off)
 
     @classmethod
     def of_detector(cls, detector: dict) -> AlarmSettings:
-        """The settings an online run saved in its ``detector.json``."""
+        """The settings an online run saved in its ``detector.json`` (runs from before
+        ``period_strength`` existed discount no recurring error)."""
         return cls(
             detector["threshold"],
             detector["alarm_gap"],
             detector["short_window"],
             detector["likelihood_window"],
+            detector.get("period_strength", 0.0),
         )
 
 
 def score_errors(errors: Iterable[float], settings: AlarmSettings, start: int) -> Scored:
-    """Likelihood and alarms of an error stream; alarms only from row ``start`` (probation end)."""
+    """Likelihood and alarms of an error stream; alarms only from row ``start`` (probation end),
+    recurring errors discounted from there (:class:`PeriodicErrors`)."""
     errors = np.asarray(list(errors), np.float64)
+    periodic = PeriodicErrors(start, settings.period_strength)
     likelihood = AnomalyLikelihood(settings.short_window, settings.long_window)
     rule = AlarmRule(settings.threshold, settings.gap, start)
-    values = np.array([likelihood.update(e) for e in errors])
+    values = np.array([likelihood.update(periodic.update(e)) for e in errors])
     alarms = np.array([rule.update(v) for v in values], dtype=bool)
-    return Scored(errors, values, alarms)
+    return Scored(errors, values, alarms, periodic.period)
 
 
 def zscore_errors(values: np.ndarray, span: float, reference: np.ndarray) -> np.ndarray:

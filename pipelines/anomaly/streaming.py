@@ -200,6 +200,9 @@ class OnlineDetector:
         self._normaliser = online.RollingNormaliser(
             self.config["norm_span"], self.reference["mean"], self.reference["std"]
         )
+        self._periodic = online.PeriodicErrors(
+            self.config["probation"], self.settings.period_strength
+        )
         self._likelihood = online.AnomalyLikelihood(
             self.settings.short_window, self.settings.long_window
         )
@@ -211,7 +214,7 @@ class OnlineDetector:
     def update(self, value: Any) -> tuple[float, float, bool]:
         z = self._normaliser.update(np.ravel(np.asarray(value, np.float64)))
         error, _ = self._steps.update(z.astype(np.float32))
-        likelihood = self._likelihood.update(error)
+        likelihood = self._likelihood.update(self._periodic.update(error))
         return error, likelihood, self._rule.update(likelihood)
 
     def run(self, values: np.ndarray) -> online.Scored:

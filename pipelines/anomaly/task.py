@@ -96,6 +96,11 @@ class AnomalyConfig(TaskConfig):
     likelihood_window: int = option(
         500, "online: rows of error history the likelihood compares with"
     )
+    period_strength: float = option(
+        0.3,
+        "online: errors recurring at a period of the probation errors with at least this "
+        "autocorrelation are discounted by the same phase's spike one period before (0: off)",
+    )
     refit_every: int = option(0, "online: fine-tune on recent rows every this many rows (0: never)")
     refit_epochs: int = option(2, "online: epochs of each fine-tuning")
     baseline_span: float = option(20.0, "online: EWMA span of the rolling z-score baseline")
@@ -124,6 +129,8 @@ class AnomalyConfig(TaskConfig):
         self.require_positive("window", "stride", "smoothing", "norm_span", "refit_epochs")
         self.require_positive("likelihood_window", "baseline_span")
         self.require_non_negative("merge_gap", "probation", "alarm_gap", "refit_every")
+        if not 0 <= self.period_strength <= 1:
+            raise ConfigError(f"--period-strength must lie in [0, 1], got {self.period_strength}")
         if not 0 < self.alarm_likelihood < 1:
             raise ConfigError(f"--alarm-likelihood must be in (0, 1), got {self.alarm_likelihood}")
         if self.protocol == "online" and self.model != "forecaster":
@@ -387,7 +394,7 @@ class AnomalyTask(Task):
         )
         baseline = online.score_errors(base_errors, settings, probation)
         report = Report()
-        report.metrics = online_metrics(series, lstm, probation)
+        report.metrics = online_metrics(series, lstm, probation) | {"error_period": lstm.period}
         report.metrics |= {
             f"baseline_zscore_{k}": v
             for k, v in online_metrics(series, baseline, probation).items()
@@ -410,6 +417,8 @@ class AnomalyTask(Task):
             "alarm_gap": settings.gap,
             "short_window": settings.short_window,
             "likelihood_window": settings.long_window,
+            "period_strength": settings.period_strength,
+            "error_period": lstm.period,
         }
         report.figures = {"series": plot_online(series, lstm, probation, settings.threshold)}
         return report
@@ -566,7 +575,10 @@ def train_window(probation: int, window: int) -> int:
 
 def alarm_settings(cfg: AnomalyConfig) -> online.AlarmSettings:
     return online.AlarmSettings(
-        cfg.alarm_likelihood, cfg.alarm_gap, long_window=cfg.likelihood_window
+        cfg.alarm_likelihood,
+        cfg.alarm_gap,
+        long_window=cfg.likelihood_window,
+        period_strength=cfg.period_strength,
     )
 
 

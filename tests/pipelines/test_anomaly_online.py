@@ -3,6 +3,7 @@ alarms from every way of applying its model (streaming, --predict, MLflow scorer
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from pathlib import Path
@@ -52,6 +53,52 @@ def test_a_level_shift_becomes_the_new_normal():
     assert np.abs(z[600:]).mean() < 1.2  # and 300 rows later it is ordinary
     flat = online.normalise_series(np.full((100, 1), 3.0), 50, np.full((20, 1), 3.0))
     assert np.all(flat == 0)
+
+
+def beat_errors(n: int, period: int, seed: int = 0) -> tuple[np.ndarray, list[int]]:
+    """Errors of a forecaster that misses every beat of a signal (a 2-row spike each
+    ``period`` rows, drifting by up to 3 rows), small noise between; and the beat rows."""
+    rng = np.random.default_rng(seed)
+    errors = np.abs(rng.normal(0, 0.05, n))
+    beats = list(itertools.accumulate(period + rng.integers(-3, 4, n // period)))
+    beats = [b for b in beats if b < n - 2]
+    for beat in beats:
+        errors[beat : beat + 2] += 4.0
+    return errors, beats
+
+
+def test_error_period_finds_a_recurrence_and_only_one_that_is_strong():
+    errors, _ = beat_errors(800, 90)
+    assert online.error_period(errors, strength=0.3) in range(87, 94)
+    noise = np.abs(np.random.default_rng(1).normal(size=800))
+    assert online.error_period(noise, strength=0.3) == 0
+    assert online.error_period(errors, strength=0.0) == 0  # off
+    assert online.error_period(np.zeros(800), strength=0.3) == 0  # no spread
+
+
+def test_recurring_errors_are_discounted_and_a_new_one_is_not():
+    """A spike at every beat is the forecaster's habit, not an anomaly: after probation the
+    likelihood sees it discounted by the same phase's spike one period before, while ordinary
+    rows and a spike between beats keep their error. With the discount off, the beats after
+    probation raise alarm after alarm (600 probation rows hold under three beats)."""
+    errors, beats = beat_errors(4000, 250)
+    errors[3130:3132] += 5.0  # between beats
+    probation = 600
+    periodic = online.PeriodicErrors(probation, strength=0.3)
+    seen = np.array([periodic.update(e) for e in errors])
+    assert periodic.period in range(247, 254)
+    np.testing.assert_array_equal(seen[:probation], errors[:probation])
+    later = [b for b in beats if b > probation + periodic.period + periodic.jitter]
+    assert errors[later].min() > 4 and seen[later].max() < 0.5
+    assert seen[3130:3132].min() > 4.5
+    ordinary = np.setdiff1d(np.arange(1000, 4000), [b + k for b in beats for k in range(2)])
+    assert np.median(errors[ordinary] - seen[ordinary]) < 0.03
+    settings = online.AlarmSettings(0.999, 100, period_strength=0.3)
+    scored = online.score_errors(errors, settings, probation)
+    plain = online.score_errors(errors, online.AlarmSettings(0.999, 100), probation)
+    assert scored.period == periodic.period and plain.period == 0
+    assert scored.alarms[3130:3145].any() and plain.alarms[3130:3145].any()
+    assert scored.alarms.sum() <= 3 and plain.alarms.sum() >= 10
 
 
 def synthetic_csv(path: Path, kind: str, at: int, n: int = 1400, seed: int = 0) -> list[int]:
