@@ -7,7 +7,9 @@ driven by `train_on_batch` (forward + backward + Adam, one compiled train step) 
 Addons) a peephole or layer-norm cell gets: the cell stepped by Keras' generic loop.
 `torch.nn.LSTM` (same head, Adam, eager; its fused LSTM kernel) is timed when torch is
 installed (`pip install torch`, an optional extra; if importing it next to TensorFlow
-crashes in `triton`, `pip uninstall triton`: CPU runs do not use it).
+crashes in `triton`, `pip uninstall triton`: CPU runs do not use it). It runs in a child
+process that times each call it is asked for, interleaved with the Keras calls: timed
+inside this process, beside TensorFlow's thread pools, it took 1.3-2.0x its own time here.
 
 The machine may be shared, so wall-clock times are inflated and noisy: all models of a
 shape are built and warmed up first, then timed interleaved (one call of each per repeat)
@@ -24,10 +26,12 @@ layer norm compile their loop with XLA) and torch runs on CUDA.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -130,38 +134,84 @@ def _torch_calls(torch: object, shape: tuple, x: np.ndarray, y: np.ndarray) -> d
     return {"train": train, "infer": infer}
 
 
-def bench_shape(
-    names: list[str], shape: tuple, warmup: int, repeats: int, torch: object = None
-) -> list[dict]:
-    """Times every (layer, XLA) model of one shape, interleaved; one row each, in ms."""
+def _samples_to_row(name: str, xla: bool | None, shape: tuple, times: dict) -> dict:
     batch, steps, features, units = shape
+    row = {"layer": name, "B": batch, "T": steps, "D": features, "H": units, "xla": xla}
+    for metric in METRICS:
+        samples = times[metric]
+        row[f"{metric}_ms"] = 1e3 * statistics.median(s[0] for s in samples)
+        row[f"{metric}_min_ms"] = 1e3 * min(s[0] for s in samples)
+        row[f"{metric}_cpu_ms"] = 1e3 * statistics.median(s[1] for s in samples)
+    return row
+
+
+def _inputs(shape: tuple) -> tuple[np.ndarray, np.ndarray]:
+    batch, steps, features, _ = shape
     rng = np.random.default_rng(0)
     x = rng.normal(size=(batch, steps, features)).astype("float32")
-    y = rng.normal(size=(batch, 1)).astype("float32")
+    return x, rng.normal(size=(batch, 1)).astype("float32")
+
+
+def serve_torch(shape: tuple, warmup: int) -> None:
+    """Child process: builds and warms up `torch.nn.LSTM`, then times one call per metric
+    name read from stdin and answers "wall cpu" (seconds) on stdout."""
+    calls = _torch_calls(_import_torch(), shape, *_inputs(shape))
+    for fn in calls.values():
+        for _ in range(warmup):
+            fn()
+    print("ready", flush=True)
+    for line in sys.stdin:
+        print(*_timed(calls[line.strip()]), flush=True)
+
+
+class TorchProcess:
+    """`torch.nn.LSTM` in a child process, timed call by call so that it interleaves with
+    the Keras models like any other row."""
+
+    def __init__(self, shape: tuple, warmup: int) -> None:
+        command = [sys.executable, __file__, "--torch-worker", json.dumps([shape, warmup])]
+        self.process = subprocess.Popen(
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+        assert self.process.stdout.readline().strip() == "ready"
+
+    def timed(self, metric: str) -> tuple[float, float]:
+        self.process.stdin.write(metric + "\n")
+        self.process.stdin.flush()
+        wall, cpu = self.process.stdout.readline().split()
+        return float(wall), float(cpu)
+
+    def close(self) -> None:
+        self.process.stdin.close()
+        self.process.wait()
+
+
+def bench_shape(
+    names: list[str], shape: tuple, warmup: int, repeats: int, torch: bool = False
+) -> list[dict]:
+    """Times every (layer, XLA) model of one shape, interleaved; one row each, in ms."""
+    x, y = _inputs(shape)
     calls = {(name, xla): _keras_calls(name, shape, xla, x, y) for name in names for xla in (0, 1)}
-    if torch is not None:
-        calls[TORCH, None] = _torch_calls(torch, shape, x, y)
     for key, fns in calls.items():
         for fn in fns.values():
             for _ in range(warmup):
                 fn()
-        print(f"warmed up {key[0]} T={steps} xla={key[1]}", file=sys.stderr, flush=True)
-    times = {(key, metric): [] for key in calls for metric in METRICS}
+        print(f"warmed up {key[0]} T={shape[1]} xla={key[1]}", file=sys.stderr, flush=True)
+    child = TorchProcess(shape, warmup) if torch else None
+    if child:
+        calls[TORCH, None] = {m: functools.partial(child.timed, m) for m in METRICS}
+    times = {key: {metric: [] for metric in METRICS} for key in calls}
     for _ in range(repeats):
         for metric in METRICS:
             for key, fns in calls.items():
-                times[key, metric].append(_timed(fns[metric]))
-    rows = []
-    for name, xla in calls:
-        row = {"layer": name, "B": batch, "T": steps, "D": features, "H": units}
-        row["xla"] = None if xla is None else bool(xla)
-        for metric in METRICS:
-            samples = times[(name, xla), metric]
-            row[f"{metric}_ms"] = 1e3 * statistics.median(s[0] for s in samples)
-            row[f"{metric}_min_ms"] = 1e3 * min(s[0] for s in samples)
-            row[f"{metric}_cpu_ms"] = 1e3 * statistics.median(s[1] for s in samples)
-        rows.append(row)
-    return rows
+                timer = fns[metric] if key[0] == TORCH else functools.partial(_timed, fns[metric])
+                times[key][metric].append(timer())
+    if child:
+        child.close()
+    return [
+        _samples_to_row(name, None if xla is None else bool(xla), shape, times[name, xla])
+        for name, xla in calls
+    ]
 
 
 def _best(rows: list[dict], layer: str, steps: int, key: str) -> float | None:
@@ -243,9 +293,6 @@ def format_summary(entries: list[dict]) -> str:
 
 
 def _import_torch() -> object:
-    # Idle OpenMP threads of torch would otherwise spin between its calls and steal the
-    # cores from the TensorFlow calls interleaved with them.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
         import torch
     except ImportError:
@@ -260,7 +307,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--layers", nargs="+", default=list(LAYERS), choices=list(LAYERS))
     parser.add_argument("--no-torch", action="store_true", help="skip torch.nn.LSTM")
+    parser.add_argument("--torch-worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.torch_worker:
+        serve_torch(*json.loads(args.torch_worker))
+        return
 
     shapes = QUICK_SHAPES if args.quick else FULL_SHAPES
     repeats = args.repeats or (3 if args.quick else 9)
@@ -268,7 +319,11 @@ def main(argv: list[str] | None = None) -> None:
     names = [REFERENCE, *[n for n in args.layers if n != REFERENCE]]
     torch = None if args.no_torch else _import_torch()
     load_before = os.getloadavg()
-    rows = [row for shape in shapes for row in bench_shape(names, shape, warmup, repeats, torch)]
+    rows = [
+        row
+        for shape in shapes
+        for row in bench_shape(names, shape, warmup, repeats, torch is not None)
+    ]
     add_ratios(rows)
     best = summary(rows)
     device = device_name()
@@ -293,7 +348,8 @@ def main(argv: list[str] | None = None) -> None:
         "quick": args.quick,
         "repeats": repeats,
         "warmup": warmup,
-        "timing": "interleaved repeats; median wall and process-CPU ms per call",
+        "timing": "interleaved repeats (torch timed in its own process); median wall and "
+        "process-CPU ms per call",
     }
     output.write_text(json.dumps({"meta": meta, "rows": rows, "best": best}, indent=2))
     print(f"wrote {output}", file=sys.stderr)

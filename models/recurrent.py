@@ -5,10 +5,10 @@ the loop, these layers project all time steps with one matmul (`[T, B, D] @ [D, 
 before a `tf.while_loop` that keeps one fused `[H, 4H]` matmul per step. In training the
 loop has a hand-written backward pass (`_recurrence_with_bptt`). They subclass
 `keras.layers.RNN`, so stateful mode, `initial_state`, masking, `Bidirectional` and
-serialisation behave exactly as in Keras. See `benchmarks/recurrent.py` for the measured
-speed: on a 2-core CPU with D=32 the per-step `[B, H] @ [H, 4H]` matmuls already dominate
-`keras.layers.LSTM`'s time and the hoisted `[T, B, 4H]` buffer's memory traffic costs
-about what hoisting saves, so these layers run at 1.1-1.3x its time there, not faster.
+serialisation behave exactly as in Keras. On a CPU the per-step `[B, H] @ [H, 4H]` matmul
+decides the time and one while loop keeps one core busy, so large calls run one compiled
+loop per batch shard, one shard per core (`select_path`); `benchmarks/recurrent.py` measures
+the result against `keras.layers.LSTM` (docs/layers.md).
 TensorFlow's fused `BlockLSTMV2` kernel (same i, f, c, o layout) is not used: on that CPU
 it was ~1.5x slower than this loop, and TF 2.21 registers the i, c, f, o (V1) gradient op
 for it, so its built-in gradients are wrong.
