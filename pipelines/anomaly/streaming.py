@@ -172,8 +172,9 @@ class OnlineDetector:
     """An online run's detector on a live stream: each value is z-scored against its EWMA past,
     the forecaster's step gives its error, and the run's likelihood and alarm rule decide.
 
-    ``update(x)`` returns ``(error, likelihood, alarm)`` with O(1) work; over the run's own
-    series it raises the run's alarms (when the run did not fine-tune, ``--refit-every 0``).
+    ``update(x)`` returns ``(error, likelihood, alarm)`` with O(1) work (O(period) where a
+    recurring error is discounted, :class:`online.PeriodicErrors`); over the run's own series
+    it raises the run's alarms (when the run did not fine-tune, ``--refit-every 0``).
     ``reference`` (mean, std per column) starts the normaliser; by default the run's.
     """
 
