@@ -114,8 +114,9 @@ def train_folds_or_one(task: Task, cfg: TaskConfig, opts: RunOptions) -> Result:
         raise ConfigError("--register-model needs one model; folds train one per fold")
     fold_opts = dataclasses.replace(opts, output="")  # fold checkpoints would overwrite each other
     rows, results = [], []
+    parent_name = naming.run_name(cfg, opts)
     for name, fold_cfg in folds:
-        fold_name = f"{naming.run_name(fold_cfg, opts)}-{name}"
+        fold_name = f"{parent_name}-{name}"  # the fold's own config would name it twice
         with child_run(task, fold_cfg, opts, fold_name, {"fold": name}):
             results.append(train_and_evaluate(task, fold_cfg, fold_opts))
         rows.append({"fold": name} | held_out_metrics(results[-1].metrics))

@@ -461,6 +461,10 @@ def test_k_fold_trains_each_fold_as_a_child_run_honouring_the_run_flags(
     )
     assert parent.info.status == "FINISHED" and f"MLflow run {parent.info.run_id}" in captured.out
     assert [c.data.tags["fold"] for c in children] == ["fold1", "fold2", "fold3"]
+    # Children are named by the parent and their fold once (not "...-fold=1-fold1").
+    assert [c.info.run_name for c in children] == [
+        f"{parent.info.run_name}-fold{k}" for k in (1, 2, 3)
+    ]
     for k, child in enumerate(children, 1):
         assert child.info.status == "FINISHED"
         assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
