@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import importlib.util
 import json
 import os
 import platform
@@ -153,13 +154,15 @@ def _inputs(shape: tuple) -> tuple[np.ndarray, np.ndarray]:
 
 
 def serve_torch(shape: tuple, warmup: int) -> None:
-    """Child process: builds and warms up `torch.nn.LSTM`, then times one call per metric
-    name read from stdin and answers "wall cpu" (seconds) on stdout."""
-    calls = _torch_calls(_import_torch(), shape, *_inputs(shape))
+    """Child process: builds and warms up `torch.nn.LSTM`, says "ready <version> <threads>",
+    then times one call per metric name read from stdin and answers "wall cpu" (seconds)."""
+    import torch
+
+    calls = _torch_calls(torch, shape, *_inputs(shape))
     for fn in calls.values():
         for _ in range(warmup):
             fn()
-    print("ready", flush=True)
+    print("ready", torch.__version__, torch.get_num_threads(), flush=True)
     for line in sys.stdin:
         print(*_timed(calls[line.strip()]), flush=True)
 
@@ -173,7 +176,9 @@ class TorchProcess:
         self.process = subprocess.Popen(
             command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
         )
-        assert self.process.stdout.readline().strip() == "ready"
+        ready, self.version, threads = self.process.stdout.readline().split()
+        assert ready == "ready"
+        self.threads = int(threads)
 
     def timed(self, metric: str) -> tuple[float, float]:
         self.process.stdin.write(metric + "\n")
@@ -189,7 +194,8 @@ class TorchProcess:
 def bench_shape(
     names: list[str], shape: tuple, warmup: int, repeats: int, torch: bool = False
 ) -> list[dict]:
-    """Times every (layer, XLA) model of one shape, interleaved; one row each, in ms."""
+    """Times every (layer, XLA) model of one shape, interleaved; one row each, in ms
+    (`torch.nn.LSTM`'s with its version and thread count)."""
     x, y = _inputs(shape)
     calls = {(name, xla): _keras_calls(name, shape, xla, x, y) for name in names for xla in (0, 1)}
     for key, fns in calls.items():
@@ -197,21 +203,26 @@ def bench_shape(
             for _ in range(warmup):
                 fn()
         print(f"warmed up {key[0]} T={shape[1]} xla={key[1]}", file=sys.stderr, flush=True)
+    timers = {
+        key: {metric: functools.partial(_timed, fn) for metric, fn in fns.items()}
+        for key, fns in calls.items()
+    }
     child = TorchProcess(shape, warmup) if torch else None
     if child:
-        calls[TORCH, None] = {m: functools.partial(child.timed, m) for m in METRICS}
-    times = {key: {metric: [] for metric in METRICS} for key in calls}
+        timers[TORCH, None] = {m: functools.partial(child.timed, m) for m in METRICS}
+    times = {key: {metric: [] for metric in METRICS} for key in timers}
     for _ in range(repeats):
         for metric in METRICS:
-            for key, fns in calls.items():
-                timer = fns[metric] if key[0] == TORCH else functools.partial(_timed, fns[metric])
-                times[key][metric].append(timer())
+            for key, fns in timers.items():
+                times[key][metric].append(fns[metric]())
+    rows = [
+        _samples_to_row(name, None if xla is None else bool(xla), shape, times[name, xla])
+        for name, xla in timers
+    ]
     if child:
         child.close()
-    return [
-        _samples_to_row(name, None if xla is None else bool(xla), shape, times[name, xla])
-        for name, xla in calls
-    ]
+        rows[-1] |= {"torch": child.version, "torch_threads": child.threads}
+    return rows
 
 
 def _best(rows: list[dict], layer: str, steps: int, key: str) -> float | None:
@@ -292,14 +303,6 @@ def format_summary(entries: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def _import_torch() -> object:
-    try:
-        import torch
-    except ImportError:
-        return None
-    return torch
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes for a smoke run")
@@ -317,13 +320,10 @@ def main(argv: list[str] | None = None) -> None:
     repeats = args.repeats or (3 if args.quick else 9)
     warmup = 1 if args.quick else 2
     names = [REFERENCE, *[n for n in args.layers if n != REFERENCE]]
-    torch = None if args.no_torch else _import_torch()
+    # torch is only imported by its child process: beside TensorFlow it runs slower.
+    torch = not args.no_torch and importlib.util.find_spec("torch") is not None
     load_before = os.getloadavg()
-    rows = [
-        row
-        for shape in shapes
-        for row in bench_shape(names, shape, warmup, repeats, torch is not None)
-    ]
+    rows = [row for shape in shapes for row in bench_shape(names, shape, warmup, repeats, torch)]
     add_ratios(rows)
     best = summary(rows)
     device = device_name()
@@ -335,12 +335,13 @@ def main(argv: list[str] | None = None) -> None:
 
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
+    torch_rows = [r for r in rows if r["layer"] == TORCH]
     meta = {
         "device": device,
         "tensorflow": tf.__version__,
         "keras": keras.__version__,
-        "torch": None if torch is None else torch.__version__,
-        "torch_threads": None if torch is None else torch.get_num_threads(),
+        "torch": torch_rows[0]["torch"] if torch_rows else None,
+        "torch_threads": torch_rows[0]["torch_threads"] if torch_rows else None,
         "python": platform.python_version(),
         "cpu_count": os.cpu_count(),
         "load_average_before": load_before,
