@@ -129,8 +129,7 @@ class AnomalyConfig(TaskConfig):
         self.require_positive("window", "stride", "smoothing", "norm_span", "refit_epochs")
         self.require_positive("likelihood_window", "baseline_span")
         self.require_non_negative("merge_gap", "probation", "alarm_gap", "refit_every")
-        if not 0 <= self.period_strength <= 1:
-            raise ConfigError(f"--period-strength must lie in [0, 1], got {self.period_strength}")
+        self.require_share("period_strength")
         if not 0 < self.alarm_likelihood < 1:
             raise ConfigError(f"--alarm-likelihood must be in (0, 1), got {self.alarm_likelihood}")
         if self.protocol == "online" and self.model != "forecaster":

@@ -58,7 +58,7 @@ class TaskConfig:
         self.require_positive("units", "layers", "epochs", "batch_size", "learning_rate")
         self.require_rate("dropout", "recurrent_dropout")
         self.require_non_negative("weight_decay", "patience")
-        self._require(("average_last",), lambda v: 0.0 <= v <= 1.0, "must be in [0, 1]")
+        self.require_share("average_last")
         for f in dataclasses.fields(self):
             choices = f.metadata.get("choices")
             if choices and getattr(self, f.name) not in choices:
@@ -75,6 +75,9 @@ class TaskConfig:
 
     def require_rate(self, *names: str) -> None:
         self._require(names, lambda v: 0.0 <= v < 1.0, "must be in [0, 1)")
+
+    def require_share(self, *names: str) -> None:
+        self._require(names, lambda v: 0.0 <= v <= 1.0, "must be in [0, 1]")
 
     def require_split(self) -> None:
         """``validation_fraction`` and ``test_fraction`` both > 0 and leaving data to train on."""

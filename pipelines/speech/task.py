@@ -167,8 +167,7 @@ class SpeechConfig(TaskConfig):
                                   "adapt")  # fmt: skip
         self.require_positive("adapt_epochs")
         self.require_rate("vtlp", "speed", "adapt_confidence")
-        if not 0.0 <= self.channel <= 1.0:
-            raise ConfigError(f"--channel must be in [0, 1], got {self.channel}")
+        self.require_share("channel")
         for flag, used in (("--adapt", self.adapt), ("--balance-words", self.balanced)):
             if used and (self.mode, self.split) != ("isolated", "speaker"):
                 raise ConfigError(

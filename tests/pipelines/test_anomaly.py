@@ -246,6 +246,10 @@ BAD_INPUTS = {
     "unknown data name": (["--data", "ecg9000"], "unknown data set 'ecg9000'"),
     "zero epochs": (["--epochs", "0"], "--epochs must be positive"),
     "averaging more than all epochs": (["--average-last", "1.5"], "--average-last must be in"),
+    "period strength above 1": (
+        ["--period-strength", "1.5"],
+        "--period-strength must be in [0, 1], got 1.5",
+    ),
     "zero window": (["--window", "0"], "--window must be positive"),
     "negative units": (["--units", "-3"], "--units must be positive"),
     "unreachable server": (["--tracking-uri", "http://127.0.0.1:9"], "unreachable"),

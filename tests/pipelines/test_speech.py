@@ -833,6 +833,7 @@ def test_bad_input_is_one_line_exit_2_and_a_failed_run(case, workdir, shared_sto
 FLAG_ERRORS = {
     "vtlp of 1": (["--vtlp", "1"], "--vtlp must be in [0, 1), got 1.0"),
     "negative speed": (["--speed", "-0.1"], "--speed must be in [0, 1), got -0.1"),
+    "channel share above 1": (["--channel", "1.5"], "--channel must be in [0, 1], got 1.5"),
     "negative time masks": (["--time-masks", "-1"], "--time-masks must not be negative, got -1"),
     "adaptation without a held-out speaker": (
         ["--adapt", "1"],
