@@ -3,7 +3,9 @@
 A task whose config names several folds (``Task.folds``) trains each as a child run; the parent
 run gets the mean of every test metric under the metric's own name (so it compares with plain
 runs in the MLflow UI), the worst and best fold as ``<metric>_min`` and ``<metric>_max``,
-``results/folds.csv`` (one row per fold) and ``folds.png``.
+``results/folds.csv`` (one row per fold) and ``folds.png``. A metric some folds cannot define
+(an event F1 on a file without anomalies) is summarised over the folds that define it, their
+number logged as ``<metric>_count``; one no fold defines is left out (it stays in the table).
 """
 
 from __future__ import annotations
@@ -24,17 +26,25 @@ def held_out_metrics(metrics: dict[str, float]) -> dict[str, float]:
 def summary(rows: list[dict]) -> Report:
     """Mean, min and max over folds of every test metric, the per-fold table and its figure.
 
-    ``rows`` hold a ``fold`` name and that fold's test metrics.
+    ``rows`` hold a ``fold`` name and that fold's test metrics; NaN (or absent) where a fold
+    cannot define a metric.
     """
     table = pd.DataFrame(rows)
     columns = table.columns.drop("fold")
     metrics = {}
     for column in columns:
         values = table[column].to_numpy(float)
-        metrics[column] = float(np.mean(values))
-        metrics[f"{column}_min"] = float(np.min(values))
-        metrics[f"{column}_max"] = float(np.max(values))
-    return Report(metrics=metrics, tables={"folds": table}, figures={"folds": plot(table, columns)})
+        defined = values[~np.isnan(values)]
+        if not defined.size:
+            continue
+        metrics[column] = float(np.mean(defined))
+        metrics[f"{column}_min"] = float(np.min(defined))
+        metrics[f"{column}_max"] = float(np.max(defined))
+        if defined.size < values.size:
+            metrics[f"{column}_count"] = float(defined.size)
+    plotted = pd.Index([c for c in columns if c in metrics])
+    figures = {"folds": plot(table, plotted)} if len(plotted) else {}
+    return Report(metrics=metrics, tables={"folds": table}, figures=figures)
 
 
 def mean_history(histories: list[dict[str, list[float]]]) -> dict[str, list[float]]:
