@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import logging
 from pathlib import Path
 
 import mlflow
@@ -339,3 +340,12 @@ def test_register_model_is_refused_where_there_is_no_single_model(tmp_path, caps
     assert "--register-model needs the model logged" in capsys.readouterr().err
     assert compare.main(["--task", "anomaly", "--cells", "lstm,gru", *flags]) == 2
     assert "--register-model needs one model" in capsys.readouterr().err
+
+
+def test_mlflows_caution_about_pickled_scorers_is_not_repeated_per_file(caplog):
+    """A corpus run logs a scorer per file: the caution came 32 times in a 32-file run."""
+    logger = logging.getLogger("mlflow.pyfunc")
+    with caplog.at_level(logging.WARNING, logger="mlflow.pyfunc"):
+        logger.warning("Passing a Python object as `python_model` causes it to be serialized")
+        logger.warning("another warning")
+    assert [record.getMessage() for record in caplog.records] == ["another warning"]
