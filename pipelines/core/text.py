@@ -24,6 +24,7 @@ import tensorflow as tf
 from sklearn.model_selection import StratifiedKFold, train_test_split
 
 from pipelines.core.errors import DataError
+from pipelines.core.tables import check_row_width
 
 PAD_ID, OOV_ID = 0, 1
 _DECOMPRESS = {".gz": gzip.decompress, ".bz2": bz2.decompress, ".xz": lzma.decompress}
@@ -99,11 +100,13 @@ def read_labelled_csv(
 
 def _csv_frame(content: str, name: str) -> pd.DataFrame:
     try:
-        return pd.read_csv(io.StringIO(content), dtype=str, keep_default_na=False)
+        frame = pd.read_csv(io.StringIO(content), dtype=str, keep_default_na=False)
     except pd.errors.EmptyDataError:
         raise DataError(f"{name} is empty") from None
     except pd.errors.ParserError as exc:
         raise DataError(f"cannot parse {name} as CSV: {exc}") from None
+    check_row_width(frame, name, hint=": put a text with commas in double quotes")
+    return frame
 
 
 def _require_columns(frame: pd.DataFrame, columns: list[str], name: str, hint: str = "") -> None:

@@ -16,6 +16,7 @@ import tensorflow as tf
 
 from pipelines.core.config import option
 from pipelines.core.errors import DataError
+from pipelines.core.tables import check_row_width, sniff_delimiter
 
 DUPLICATE_RULES = ("refuse", "mean")
 # A column named like one of these is the time axis unless --time-column says otherwise.
@@ -26,6 +27,12 @@ LABEL_NAMES = re.compile(r"^(labels?|is_?anomal(y|ies)|anomal(y|ies)|is_?outlier
 # A column is a value column with bad cells (refused or repaired), not text, when at least this
 # share of its non-empty cells parse as numbers.
 MOSTLY_NUMERIC = 0.5
+# A date written with numbers only, day and month in either order (`01/02/2024`, `1.2.24`).
+NUMERIC_DATE = re.compile(r"^\s*(\d{1,2})[/.\-](\d{1,2})[/.\-]\d{2,4}(?:\s|T|$)")
+# Above this coefficient of variation of their steps, times are not evenly spaced.
+UNEVEN = 0.5
+# A number written with a decimal comma (`10,5`, `-0,25`) or a plain integer.
+DECIMAL_COMMA = re.compile(r"^\s*[+-]?(\d+,\d+|,\d+|\d+)\s*$")
 
 
 def duplicates_option() -> Any:
@@ -205,13 +212,34 @@ def _read_frame(path: Path) -> pd.DataFrame:
     if not path.is_file():
         raise DataError(f"data file not found: {path}")
     try:
-        frame = pd.read_csv(path)
+        delimiter = _delimiter(path)
+        frame = pd.read_csv(path, sep=delimiter)
     except pd.errors.EmptyDataError:
         raise DataError(f"data file is empty: {path}") from None
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise DataError(f"cannot parse {path} as CSV: {str(exc).strip()}") from None
+    check_row_width(frame, str(path), delimiter, ": fix the header or the separator")
     if frame.empty:
         raise DataError(f"data file has no rows: {path}")
+    return frame if delimiter == "," else _decimal_commas(frame)
+
+
+def _delimiter(path: Path) -> str:
+    with path.open(encoding="utf-8", errors="replace", newline="") as file:
+        return sniff_delimiter("".join(file.readline() for _ in range(20)))
+
+
+def _decimal_commas(frame: pd.DataFrame) -> pd.DataFrame:
+    """Text columns of a `;`/tab-separated file whose cells are all numbers written with
+    decimal commas, as numbers. Anything else (e.g. `1.234,5`) stays text, to be refused
+    or repaired like any non-numeric cell, never guessed."""
+    for column in frame.columns:
+        cells = frame[column].dropna()
+        if pd.api.types.is_numeric_dtype(cells) or not len(cells):
+            continue
+        text = cells.astype(str)
+        if text.str.contains(",").any() and text.str.match(DECIMAL_COMMA).all():
+            frame[column] = pd.to_numeric(frame[column].str.replace(",", ".", regex=False))
     return frame
 
 
@@ -284,14 +312,43 @@ def _check_finite(values: np.ndarray, name: str, fill_missing: bool) -> np.ndarr
     return filled
 
 
-def _parse_dates(cells: pd.Series) -> pd.Series:
-    """Dates as naive UTC (explicit offsets, e.g. around a DST change, are honoured)."""
+def _parse_dates(cells: pd.Series, dayfirst: bool | None = None) -> pd.Series:
+    """Dates as naive UTC (explicit offsets, e.g. around a DST change, are honoured); numeric
+    day/month dates in the order :func:`date_order` reads from the column unless given."""
     import warnings
 
+    if dayfirst is None:
+        dayfirst = date_order(cells)[0]
     with warnings.catch_warnings():  # "could not infer format" for mixed or odd text
         warnings.simplefilter("ignore")
-        parsed = pd.to_datetime(cells, errors="coerce", utc=True)
+        parsed = pd.to_datetime(cells, errors="coerce", utc=True, dayfirst=dayfirst)
     return parsed.dt.tz_localize(None)
+
+
+def date_order(cells: pd.Series) -> tuple[bool, bool]:
+    """`(day first, undecided)` for a column of numeric dates (`01/02/2024`, `13.01.2024`).
+
+    A first field above 12 means day first, a second one month first. When every field fits
+    both, a reading whose times are evenly spaced beats one that is not (a European monthly
+    series read month first is twelve days of January, then a year's gap); when both are even
+    (twelve months or twelve days) the column cannot say, and it is month first, as pandas
+    reads it, and undecided."""
+    fields = cells.astype(str).str.extract(NUMERIC_DATE)
+    if fields.isna().any(axis=None):
+        return False, False  # not all numeric day/month dates: pandas' own reading
+    first, second = fields[0].astype(int), fields[1].astype(int)
+    if (first > 12).any() or (second > 12).any():
+        return bool((first > 12).any()), False
+    month_first, day_first = (_spacing_spread(_parse_dates(cells, d)) for d in (False, True))
+    if max(month_first, day_first) > UNEVEN > min(month_first, day_first):
+        return day_first < month_first, False
+    return False, bool((first != second).any())
+
+
+def _spacing_spread(times: pd.Series) -> float:
+    """Coefficient of variation of the steps between sorted distinct times (0 if < 2 steps)."""
+    steps = np.diff(np.unique(times.dropna().to_numpy().astype("int64")))
+    return float(np.std(steps) / np.mean(steps)) if len(steps) > 1 else 0.0
 
 
 def _timestamps(frame: pd.DataFrame, time_column: str, name: str) -> np.ndarray:
@@ -302,7 +359,14 @@ def _timestamps(frame: pd.DataFrame, time_column: str, name: str) -> np.ndarray:
         if column.isna().any():
             raise DataError(f"time column {time_column!r} of {name} has empty cells")
         return column.to_numpy()
-    parsed = _parse_dates(column)
+    dayfirst, undecided = date_order(column)
+    if undecided:
+        announce(
+            f"{name}: dates of column {time_column!r} such as {column.iloc[0]!r} fit day "
+            "first and month first alike; read month first (write YYYY-MM-DD to be sure)",
+            "date_order",
+        )
+    parsed = _parse_dates(column, dayfirst)
     if parsed.isna().any():
         row = int(np.flatnonzero(parsed.isna().to_numpy())[0])
         raise DataError(
@@ -344,15 +408,15 @@ def ensure_time_order(series: TimeSeries, duplicates: str = "refuse", name: str 
     if repeated.size:
         series = series.merge_repeated()
         notes.append(f"{repeated.size} rows repeating a timestamp were averaged into the earlier")
-    announce_time_order(f"{name}: {'; '.join(notes)}")
+    announce(f"{name}: {'; '.join(notes)}", "time_order")
     return series
 
 
-def announce_time_order(message: str) -> None:
-    """Say once, on stderr and as the active run's ``time_order`` tag, how the data was ordered."""
+def announce(message: str, tag: str) -> None:
+    """Say once, on stderr and as the active run's ``tag``, how the data was read."""
     print(f"note: {message}", file=sys.stderr)
     if mlflow.active_run() is not None:
-        mlflow.set_tag("time_order", message[:5000])
+        mlflow.set_tag(tag, message[:5000])
 
 
 def announce_settings(message: str, params: dict[str, Any]) -> None:

@@ -17,6 +17,7 @@ from pipelines.core.text import (
     pad,
     read_labelled_csv,
     read_text,
+    read_texts,
     stratified_folds,
     stratified_split,
     text_dataset,
@@ -70,6 +71,17 @@ def test_read_labelled_csv(tmp_path):
     (tmp_path / "e.csv").write_text("")
     with pytest.raises(DataError, match="is empty"):
         read_labelled_csv(tmp_path / "e.csv", "text", "label")
+
+
+def test_texts_with_unquoted_commas_are_refused_not_shifted(tmp_path):
+    """pandas read `great movie, loved it,pos` as the text ' loved it' (its index `great movie`)."""
+    path = tmp_path / "r.csv"
+    path.write_text("text,label\ngreat movie, loved it,pos\nawful, hated it,neg\n")
+    message = r"rows of r.csv have more fields than its header \(2, split by ','\): put a text"
+    with pytest.raises(DataError, match=message):
+        read_labelled_csv(path, "text", "label")
+    with pytest.raises(DataError, match=message):
+        read_texts(str(path), "text")
 
 
 def test_encode_labels():

@@ -41,6 +41,61 @@ def test_one_bad_cell_is_an_error_naming_its_row_unless_filled(tmp_path):
     np.testing.assert_allclose(filled.values[:, 0], [1, 2, 3, 4, 5, 6])
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "timestamp;value;load\n2024-01-01 00:00;10,5;1\n2024-01-01 01:00;-0,25;2\n",
+        "timestamp\tvalue\tload\n2024-01-01 00:00\t10.5\t1\n2024-01-01 01:00\t-0.25\t2\n",
+    ],
+    ids=["semicolons and decimal commas", "tabs"],
+)
+def test_a_spreadsheet_export_is_read_with_its_own_separator(tmp_path, text):
+    """Read as commas, `10,5` in a `;` file became the value 5 (pandas took `10` as the index)."""
+    (tmp_path / "s.csv").write_text(text)
+    series = read_series_csv(tmp_path / "s.csv")
+    assert series.columns == ["value", "load"] and series.timestamps.dtype.kind == "M"
+    np.testing.assert_allclose(series.values, [[10.5, 1], [-0.25, 2]])
+
+
+def test_ambiguous_numbers_and_rows_wider_than_the_header_are_refused(tmp_path):
+    (tmp_path / "a.csv").write_text("timestamp;value\n2024-01-01;1.234,5\n2024-01-02;2.000,0\n")
+    with pytest.raises(DataError, match="no numeric value column"):
+        read_series_csv(tmp_path / "a.csv")  # thousands dots: never guessed
+    (tmp_path / "w.csv").write_text("timestamp,value\n2024-01-01,1,5\n2024-01-02,2,5\n")
+    with pytest.raises(DataError, match=r"more fields than its header \(2, split by ','\)"):
+        read_series_csv(tmp_path / "w.csv")
+
+
+@pytest.mark.parametrize(
+    "stamps",
+    [
+        [f"01/{month:02d}/2024" for month in range(1, 13)] + ["01/01/2025"],  # day first
+        [f"{month:02d}/01/2024" for month in range(1, 13)] + ["01/01/2025"],  # month first
+    ],
+    ids=["dd/mm", "mm/dd"],
+)
+def test_monthly_dates_are_read_in_the_order_that_spaces_them_evenly(tmp_path, stamps):
+    """Read month first, 01/02/2024 ... 01/12/2024 were twelve days of January."""
+    series = read_series_csv(write(tmp_path / "s.csv", date=stamps, value=range(13)))
+    months = pd.DatetimeIndex(series.timestamps)
+    assert list(months.month) == [*range(1, 13), 1] and set(months.day) == {1}
+
+
+def test_dates_that_fit_both_orders_are_read_month_first_and_said(tmp_path, capsys):
+    stamps = [f"01/{month:02d}/2024" for month in range(1, 13)]  # 12 months or 12 days
+    series = read_series_csv(write(tmp_path / "s.csv", date=stamps, value=range(12)))
+    assert list(pd.DatetimeIndex(series.timestamps).day) == list(range(1, 13))
+    assert "fit day first and month first alike; read month first" in capsys.readouterr().err
+
+
+def test_a_german_daily_export_is_read_day_first(tmp_path):
+    """`13.01.2024` used to be an unparseable timestamp (the column was read month first)."""
+    stamps = [f"{day:02d}.01.2024 10:00" for day in range(1, 20)]
+    series = read_series_csv(write(tmp_path / "s.csv", Datum=stamps, Wert=range(19)),
+                             time_column="Datum")  # fmt: skip
+    assert list(pd.DatetimeIndex(series.timestamps).day) == list(range(1, 20))
+
+
 def test_text_columns_are_not_values(tmp_path):
     path = write(tmp_path / "s.csv", host=["a", "b", "c"], cpu=[0.1, 0.2, 0.3])
     assert read_series_csv(path).columns == ["cpu"]
