@@ -17,6 +17,7 @@ import dataclasses
 import gzip
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import tensorflow_datasets as tfds
@@ -254,16 +255,30 @@ def _read_captions_file(path: Path) -> list[tuple[str, str]]:
 
 
 def load_image(path: Path, image_size: int, channels: int) -> np.ndarray:
-    """``[image_size, image_size, channels]`` uint8 pixels (bilinear resize, aspect not kept)."""
-    from PIL import Image, UnidentifiedImageError
+    """``[image_size, image_size, channels]`` uint8 pixels (bilinear resize, aspect not kept),
+    upright as the camera's EXIF orientation says, 16-bit images scaled to 8 bits."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
         with Image.open(path) as image:
+            image = _eight_bit(ImageOps.exif_transpose(image))
             image = image.convert("RGB" if channels == 3 else "L")
             image = image.resize((image_size, image_size), Image.BILINEAR)
     except (UnidentifiedImageError, OSError, ValueError):
         raise DataError(f"cannot read image {path}: not an image file or corrupt") from None
     return np.asarray(image, np.uint8).reshape(image_size, image_size, channels)
+
+
+def _eight_bit(image: Any) -> Any:
+    """A 16-bit or 32-bit integer grey image as 8-bit grey: PIL's own conversion clips every
+    value above 255 (a 16-bit PNG came out white)."""
+    if image.mode not in ("I", "I;16", "I;16B", "I;16L"):
+        return image
+    from PIL import Image
+
+    pixels = np.asarray(image, np.float64)
+    top = 65535.0 if image.mode.startswith("I;16") or pixels.max() > 255 else 255.0
+    return Image.fromarray(np.clip(np.round(pixels * 255.0 / top), 0, 255).astype(np.uint8))
 
 
 def read_caption_folder(

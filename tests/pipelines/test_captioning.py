@@ -408,3 +408,19 @@ def test_help_lists_task_flags_with_defaults(capsys):
     for flag in ("--attention", "--beam-width", "--encoder", "--train-scenes", "--cell", "--tune"):
         assert flag in out
     assert "default: mnist_scenes" in out
+
+
+def test_photos_are_read_upright_and_16_bit_images_are_not_white(tmp_path):
+    """A phone stores a portrait photo landscape with an EXIF orientation; PIL's own 16-bit to
+    8-bit conversion clipped every pixel to 255."""
+    pixels = np.zeros((20, 40, 3), np.uint8)
+    pixels[:, :20] = 255  # white left half, black right half
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90 degrees clockwise to display
+    Image.fromarray(pixels).save(tmp_path / "photo.jpg", exif=exif, quality=95)
+    upright = image_builders.load_image(tmp_path / "photo.jpg", 40, 1)[..., 0]
+    assert upright[:15].mean() > 200 and upright[25:].mean() < 50  # white on top
+
+    Image.fromarray(np.full((8, 8), 30000, np.uint16)).save(tmp_path / "scan.png")
+    grey = image_builders.load_image(tmp_path / "scan.png", 8, 3)
+    assert grey.shape == (8, 8, 3) and np.all(np.abs(grey.astype(int) - 117) <= 1)
