@@ -33,9 +33,10 @@ _DECOMPRESS = {".gz": gzip.decompress, ".bz2": bz2.decompress, ".xz": lzma.decom
 # ---- reading ------------------------------------------------------------------------------------
 def decode_utf8(data: bytes, source: str) -> str:
     """Strict UTF-8 decoding; the error names the first bad byte and its line, so the user can
-    find it (silently replacing bytes would train on mojibake)."""
+    find it (silently replacing bytes would train on mojibake). A byte-order mark (Notepad and
+    Excel's "UTF-8" save one) is dropped: it would be a character of the first text."""
     try:
-        return data.decode("utf-8")
+        return data.decode("utf-8").removeprefix("\ufeff")
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
         raise DataError(

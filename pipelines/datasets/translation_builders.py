@@ -116,7 +116,7 @@ def read_anki(path: str | Path) -> list[tuple[str, str]]:
     Blank lines are skipped; a line without a tab or with an empty side is an error naming
     its line number; an empty or non-UTF-8 file fails in `read_text`.
     """
-    text = read_text(path).removeprefix("\ufeff")
+    text = read_text(path)
     pairs, seen = [], set()
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():

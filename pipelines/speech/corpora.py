@@ -23,6 +23,7 @@ import tensorflow_datasets as tfds
 
 from pipelines.core.errors import DataError
 from pipelines.core.packaged import prepare
+from pipelines.core.text import decode_utf8
 from pipelines.speech.features import read_wav, resampled, waveform_features
 from pipelines.speech.utterances import DIGITS, Corpus
 
@@ -146,10 +147,7 @@ def speaker_of(name: str) -> str:
 
 def parse_transcripts(path: Path) -> list[tuple[str, str]]:
     """``(file name, digit string)`` per line; DataError on text outside the vocabulary."""
-    try:
-        text = path.read_text()
-    except UnicodeDecodeError:
-        raise DataError(f"{path} is not UTF-8 text (lines: `name.wav 3 1 4`)") from None
+    text = decode_utf8(path.read_bytes(), path.name)
     entries = []
     for number, line in enumerate(text.splitlines(), start=1):
         line = line.strip()

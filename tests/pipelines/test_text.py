@@ -60,6 +60,12 @@ def test_decode_utf8_names_source():
         decode_utf8(b"caf\xe9", "upload.csv")
 
 
+def test_a_byte_order_mark_is_not_part_of_the_first_text(tmp_path):
+    (tmp_path / "t.txt").write_bytes(b"\xef\xbb\xbfhello world\nsecond line\n")
+    assert read_texts(str(tmp_path / "t.txt")) == ["hello world", "second line"]
+    assert decode_utf8(b"\xef\xbb\xbfcaf\xc3\xa9", "t.txt") == "caf\u00e9"
+
+
 def test_read_labelled_csv(tmp_path):
     path = tmp_path / "r.csv"
     path.write_text('text,label,x\n"good, fun",pos,1\n  ,neg,2\nbad,neg,3\nmeh,,4\n')
