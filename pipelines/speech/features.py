@@ -20,7 +20,6 @@ that happens before the model.
 from __future__ import annotations
 
 import math
-import wave
 from pathlib import Path
 
 import keras
@@ -157,30 +156,41 @@ def resampled(samples: np.ndarray, rate: int) -> np.ndarray:
     return resample_poly(samples, SAMPLE_RATE // common, rate // common).astype(np.float32)
 
 
-_PCM = {1: ("u1", 128.0, 128.0), 2: ("<i2", 0.0, 32768.0), 4: ("<i4", 0.0, 2.0**31)}
+# Integer samples: (offset, full scale). scipy returns 24-bit audio left-justified in int32.
+_INTEGER_SCALE = {"uint8": (128.0, 128.0), "int16": (0.0, 2.0**15), "int32": (0.0, 2.0**31),
+                  "int64": (0.0, 2.0**63)}  # fmt: skip
 
 
 def read_wav(path: str | Path) -> np.ndarray:
-    """8 kHz samples in [-1, 1] of a PCM WAV file (channels averaged, other rates resampled);
-    DataError if it is not one or holds no audio."""
+    """8 kHz samples in [-1, 1] of a WAV file: PCM of 8 to 64 bits or floats, plain or
+    WAVE_FORMAT_EXTENSIBLE (channels averaged, other rates resampled); DataError if it is not
+    one or holds no audio."""
+    import struct
+    import warnings
+
+    from scipy.io import wavfile
+
     path = Path(path)
     try:
-        with wave.open(str(path), "rb") as wav:
-            rate, width, channels = wav.getframerate(), wav.getsampwidth(), wav.getnchannels()
-            raw = wav.readframes(wav.getnframes())
-    except (wave.Error, EOFError, OSError) as exc:
-        raise DataError(f"{path.name} is not a readable PCM WAV file ({exc})") from None
-    if width == 3:  # 24-bit: widen to 32-bit little-endian integers
-        raw = np.frombuffer(raw, np.uint8).reshape(-1, 3)
-        raw = np.concatenate([np.zeros((len(raw), 1), np.uint8), raw], axis=1).tobytes()
-        width = 4
-    if width not in _PCM:
-        raise DataError(f"{path.name} has {8 * width}-bit samples; 8/16/24/32-bit PCM is expected")
-    dtype, offset, scale = _PCM[width]
-    samples = (np.frombuffer(raw, dtype).astype(np.float64) - offset) / scale
-    samples = samples.reshape(-1, channels).mean(axis=1).astype(np.float32)
+        with warnings.catch_warnings():  # chunks it skips (e.g. LIST metadata)
+            warnings.simplefilter("ignore", wavfile.WavFileWarning)
+            rate, data = wavfile.read(path)
+    except (ValueError, EOFError, OSError, struct.error) as exc:
+        raise DataError(f"{path.name} is not a readable WAV file ({exc})") from None
+    if data.dtype.kind == "f":
+        samples = data.astype(np.float64)
+    elif data.dtype.name in _INTEGER_SCALE:
+        offset, scale = _INTEGER_SCALE[data.dtype.name]
+        samples = (data.astype(np.float64) - offset) / scale
+    else:
+        raise DataError(f"{path.name} has {data.dtype} samples; PCM or float WAV is expected")
+    if data.ndim > 1:
+        samples = samples.mean(axis=1)
+    samples = samples.astype(np.float32)
     if len(samples) == 0:
         raise DataError(f"{path.name} has no audio samples (zero length)")
+    if not np.isfinite(samples).all():
+        raise DataError(f"{path.name} has NaN or infinite samples")
     if rate < SAMPLE_RATE:
         raise DataError(
             f"{path.name} is sampled at {rate} Hz, below the model's 8000 Hz: it lacks the "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 import wave
 from pathlib import Path
 
@@ -234,7 +235,7 @@ def test_predict_refuses_what_it_cannot_read(ctc_run, tmp_path, capsys):
     for source, message in (
         (tmp_path / "nowhere", "no such file or folder"),
         (tmp_path / "empty", "no .wav files"),
-        (tmp_path / "bad.wav", "bad.wav is not a readable PCM WAV file"),
+        (tmp_path / "bad.wav", "bad.wav is not a readable WAV file"),
     ):
         assert main(SpeechTask(), [*argv, "--predict", str(source)]) == 2
         err = capsys.readouterr().err.strip().splitlines()
@@ -932,3 +933,36 @@ def test_help_lists_task_flags_with_defaults(capsys):
     ):
         assert flag in out
     assert "default: fsdd" in out
+
+
+def write_extensible_24_bit(path: Path, samples: np.ndarray, rate: int = 8000) -> Path:
+    """A WAVE_FORMAT_EXTENSIBLE file, as 24-bit recorders write them (Python's wave module
+    before 3.12 cannot read one)."""
+    pcm = np.round(np.clip(samples, -1, 1) * (2**23 - 1)).astype("<i4")
+    data = pcm.view(np.uint8).reshape(-1, 4)[:, :3].tobytes()
+    pcm_guid = b"\x01\x00\x00\x00\x00\x00\x10\x00\x80\x00\x00\xaa\x00\x38\x9b\x71"
+    fmt = struct.pack("<HHIIHHHHI", 0xFFFE, 1, rate, 3 * rate, 3, 24, 22, 24, 4) + pcm_guid
+    body = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt
+    body += b"data" + struct.pack("<I", len(data)) + data
+    path.write_bytes(b"RIFF" + struct.pack("<I", len(body)) + body)
+    return path
+
+
+def test_float_and_extensible_wavs_read_like_16_bit_pcm(tmp_path):
+    """Both were refused ('unknown format: 3', '... 65534'): float WAVs are what scipy writes
+    for float arrays and DAWs export, WAVE_FORMAT_EXTENSIBLE what 24-bit recorders write."""
+    from scipy.io import wavfile
+
+    sound = two_tones(8000)
+    reference = features.read_wav(write_wav(tmp_path / "pcm16.wav", sound))
+    wavfile.write(tmp_path / "float.wav", 8000, sound.astype(np.float32))
+    wavfile.write(tmp_path / "stereo.wav", 8000, np.stack([sound, sound], 1).astype(np.float32))
+    for name in ("float.wav", "stereo.wav"):
+        np.testing.assert_allclose(features.read_wav(tmp_path / name), reference, atol=1e-4)
+    extensible = features.read_wav(write_extensible_24_bit(tmp_path / "ext.wav", sound))
+    np.testing.assert_allclose(extensible, reference, atol=1e-4)
+    wavfile.write(tmp_path / "nan.wav", 8000, np.full(900, np.nan, np.float32))
+    (tmp_path / "cut.wav").write_bytes((tmp_path / "ext.wav").read_bytes()[:30])
+    for name, message in (("nan.wav", "NaN or infinite"), ("cut.wav", "not a readable WAV")):
+        with pytest.raises(DataError, match=message):
+            features.read_wav(tmp_path / name)
