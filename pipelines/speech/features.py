@@ -20,6 +20,8 @@ that happens before the model.
 from __future__ import annotations
 
 import math
+import struct
+import warnings
 from pathlib import Path
 
 import keras
@@ -165,9 +167,6 @@ def read_wav(path: str | Path) -> np.ndarray:
     """8 kHz samples in [-1, 1] of a WAV file: PCM of 8 to 64 bits or floats, plain or
     WAVE_FORMAT_EXTENSIBLE (channels averaged, other rates resampled); DataError if it is not
     one or holds no audio."""
-    import struct
-    import warnings
-
     from scipy.io import wavfile
 
     path = Path(path)
