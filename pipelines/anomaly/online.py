@@ -18,6 +18,10 @@ just loop over a file. NumPy only: the recurrent model's prediction errors come 
   probation period each error is discounted by how far the errors around the same phase one
   period before rose above the ordinary. The period is the first autocorrelation peak of the
   probation errors, if it is strong enough; a stream without one passes unchanged.
+* :class:`RangeCheck` is Numenta's "spatial anomaly" (their NAB detector): a value beyond the
+  range of every value seen so far, by more than a share of that range, scores likelihood 1
+  whatever the forecaster expected. A new extreme is what people label an anomaly, and a
+  forecaster that follows the series' own level can predict the step after a jump well.
 * :class:`AlarmRule` raises one alarm when the likelihood reaches the threshold and then stays
   silent for ``gap`` rows: an event, not a stretch of flagged rows.
 """
@@ -178,6 +182,28 @@ class PeriodicErrors:
         return seen
 
 
+class RangeCheck:
+    """``update(x)`` says whether any feature of ``x`` lies beyond the range of the values seen
+    before it by more than ``tolerance`` times that range (a feature that has only held one
+    value has no range yet), then widens the range by ``x``. ``tolerance`` 0 turns it off."""
+
+    def __init__(self, tolerance: float) -> None:
+        self.tolerance = tolerance
+        self.low: np.ndarray | None = None
+        self.high: np.ndarray | None = None
+
+    def update(self, x: np.ndarray) -> bool:
+        x = np.ravel(np.asarray(x, np.float64))
+        if self.low is None or self.high is None:
+            self.low, self.high = x.copy(), x.copy()
+            return False
+        spread = self.high - self.low
+        margin = self.tolerance * spread
+        beyond = (x > self.high + margin) | (x < self.low - margin)
+        self.low, self.high = np.minimum(self.low, x), np.maximum(self.high, x)
+        return self.tolerance > 0 and bool(np.any(beyond & (spread > 0)))
+
+
 class AlarmRule:
     """One alarm when the likelihood reaches ``threshold`` (from row ``start`` on), then none
     for ``gap`` rows. ``update`` takes rows in order and returns whether this row alarms."""
@@ -207,6 +233,7 @@ class Scored:
     likelihood: np.ndarray
     alarms: np.ndarray
     period: int = 0  # the recurrence of the errors that was discounted (0: none)
+    beyond_range: np.ndarray | None = None  # rows whose value left the range seen so far
 
 
 @dataclass
@@ -218,30 +245,39 @@ class AlarmSettings:
     short_window: int = 10
     long_window: int = 1000
     period_strength: float = 0.0  # PeriodicErrors' autocorrelation threshold (0: off)
+    range_tolerance: float = 0.0  # RangeCheck's share of the range (0: off)
 
     @classmethod
     def of_detector(cls, detector: dict) -> AlarmSettings:
         """The settings an online run saved in its ``detector.json`` (runs from before
-        ``period_strength`` existed discount no recurring error)."""
+        ``period_strength`` or ``range_tolerance`` existed have them off)."""
         return cls(
             detector["threshold"],
             detector["alarm_gap"],
             detector["short_window"],
             detector["likelihood_window"],
             detector.get("period_strength", 0.0),
+            detector.get("range_tolerance", 0.0),
         )
 
 
-def score_errors(errors: Iterable[float], settings: AlarmSettings, start: int) -> Scored:
-    """Likelihood and alarms of an error stream; alarms only from row ``start`` (probation end),
-    recurring errors discounted from there (:class:`PeriodicErrors`)."""
+def score_errors(
+    errors: Iterable[float], settings: AlarmSettings, start: int, values: np.ndarray
+) -> Scored:
+    """Likelihood and alarms of an error stream and the rows ``values`` it came from; alarms
+    only from row ``start`` (probation end), recurring errors discounted from there
+    (:class:`PeriodicErrors`), a value beyond the range seen so far at likelihood 1
+    (:class:`RangeCheck`)."""
     errors = np.asarray(list(errors), np.float64)
     periodic = PeriodicErrors(start, settings.period_strength)
     likelihood = AnomalyLikelihood(settings.short_window, settings.long_window)
+    check = RangeCheck(settings.range_tolerance)
+    beyond = np.array([check.update(row) for row in np.asarray(values)], dtype=bool)
+    scores = np.array([likelihood.update(periodic.update(e)) for e in errors])
+    scores[beyond] = 1.0
     rule = AlarmRule(settings.threshold, settings.gap, start)
-    values = np.array([likelihood.update(periodic.update(e)) for e in errors])
-    alarms = np.array([rule.update(v) for v in values], dtype=bool)
-    return Scored(errors, values, alarms, periodic.period)
+    alarms = np.array([rule.update(v) for v in scores], dtype=bool)
+    return Scored(errors, scores, alarms, periodic.period, beyond)
 
 
 def zscore_errors(values: np.ndarray, span: float, reference: np.ndarray) -> np.ndarray:

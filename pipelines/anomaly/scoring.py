@@ -49,7 +49,7 @@ def online_scores(
         normaliser = online.RollingNormaliser(detector["norm_span"], ref["mean"], ref["std"])
     scaled = np.array([normaliser.update(row) for row in values], np.float32)
     settings = online.AlarmSettings.of_detector(detector)
-    return online.score_errors(forecast_errors(model, scaled), settings, probation)
+    return online.score_errors(forecast_errors(model, scaled), settings, probation, values)
 
 
 def score_series(

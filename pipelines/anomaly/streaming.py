@@ -207,15 +207,19 @@ class OnlineDetector:
         self._likelihood = online.AnomalyLikelihood(
             self.settings.short_window, self.settings.long_window
         )
+        self._range = online.RangeCheck(self.settings.range_tolerance)
         self._rule = online.AlarmRule(
             self.settings.threshold, self.settings.gap, self.config["probation"]
         )
         self._steps.reset()
 
     def update(self, value: Any) -> tuple[float, float, bool]:
-        z = self._normaliser.update(np.ravel(np.asarray(value, np.float64)))
+        value = np.ravel(np.asarray(value, np.float64))
+        z = self._normaliser.update(value)
         error, _ = self._steps.update(z.astype(np.float32))
         likelihood = self._likelihood.update(self._periodic.update(error))
+        if self._range.update(value):
+            likelihood = 1.0
         return error, likelihood, self._rule.update(likelihood)
 
     def run(self, values: np.ndarray) -> online.Scored:

@@ -101,6 +101,11 @@ class AnomalyConfig(TaskConfig):
         "online: errors recurring at a period of the probation errors with at least this "
         "autocorrelation are discounted by the same phase's spike one period before (0: off)",
     )
+    range_tolerance: float = option(
+        0.05,
+        "online: a value beyond the range of all earlier values by more than this share of "
+        "the range alarms whatever the forecast (Numenta's spatial anomaly; 0: off)",
+    )
     refit_every: int = option(0, "online: fine-tune on recent rows every this many rows (0: never)")
     refit_epochs: int = option(2, "online: epochs of each fine-tuning")
     baseline_span: float = option(20.0, "online: EWMA span of the rolling z-score baseline")
@@ -129,7 +134,7 @@ class AnomalyConfig(TaskConfig):
         self.require_positive("window", "stride", "smoothing", "norm_span", "refit_epochs")
         self.require_positive("likelihood_window", "baseline_span")
         self.require_non_negative("merge_gap", "probation", "alarm_gap", "refit_every")
-        self.require_share("period_strength")
+        self.require_share("period_strength", "range_tolerance")
         if not 0 < self.alarm_likelihood < 1:
             raise ConfigError(f"--alarm-likelihood must be in (0, 1), got {self.alarm_likelihood}")
         if self.protocol == "online" and self.model != "forecaster":
@@ -387,11 +392,11 @@ class AnomalyTask(Task):
         if errors is None:  # a search trial scores its fit without the after-fit stage
             errors = forecast_errors(model, splits.info["scaled"])
         settings = alarm_settings(cfg)
-        lstm = online.score_errors(errors, settings, probation)
+        lstm = online.score_errors(errors, settings, probation, series.values)
         base_errors = online.zscore_errors(
             series.values, cfg.baseline_span, series.values[:probation]
         )
-        baseline = online.score_errors(base_errors, settings, probation)
+        baseline = online.score_errors(base_errors, settings, probation, series.values)
         report = Report()
         report.metrics = online_metrics(series, lstm, probation) | {"error_period": lstm.period}
         report.metrics |= {
@@ -417,6 +422,7 @@ class AnomalyTask(Task):
             "short_window": settings.short_window,
             "likelihood_window": settings.long_window,
             "period_strength": settings.period_strength,
+            "range_tolerance": settings.range_tolerance,
             "error_period": lstm.period,
         }
         report.figures = {"series": plot_online(series, lstm, probation, settings.threshold)}
@@ -486,11 +492,16 @@ class AnomalyTask(Task):
                 "score": scored.errors,
                 "likelihood": scored.likelihood,
                 "is_anomaly": scored.alarms.astype(int),
+                "beyond_range": scored.beyond_range.astype(int),
             }
         )
         lines = [
             f"alarm at {series.timestamps[row]} (row {row}, "
-            f"likelihood {scored.likelihood[row]:.6f})"
+            + (
+                "beyond the range seen)"
+                if scored.beyond_range[row]
+                else f"likelihood {scored.likelihood[row]:.6f})"
+            )
             for row in np.flatnonzero(scored.alarms)
         ]
         lines.append(f"{len(lines)} alarm(s) in {len(series) - detector['probation']} scored rows")
@@ -578,6 +589,7 @@ def alarm_settings(cfg: AnomalyConfig) -> online.AlarmSettings:
         cfg.alarm_gap,
         long_window=cfg.likelihood_window,
         period_strength=cfg.period_strength,
+        range_tolerance=cfg.range_tolerance,
     )
 
 
@@ -643,6 +655,7 @@ def online_table(
             "score": lstm.errors,
             "likelihood": lstm.likelihood,
             "is_anomaly": lstm.alarms.astype(int),
+            "beyond_range": lstm.beyond_range.astype(int),
             "baseline_likelihood": baseline.likelihood,
             "baseline_alarm": baseline.alarms.astype(int),
             "probation": (np.arange(len(series)) < probation).astype(int),

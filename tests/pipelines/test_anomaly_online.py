@@ -45,6 +45,28 @@ def test_alarm_rule_raises_one_alarm_per_event():
     assert flags == [False, True, False, False, True, False, False, True]
 
 
+def test_range_check_flags_values_beyond_the_range_seen_so_far_by_the_tolerance():
+    check = online.RangeCheck(tolerance=0.1)
+    rows = [[5.0, 1.0], [5.0, 3.0], [6.0, 3.1], [5.5, 3.3], [4.8, 2.0], [5.5, 0.7]]
+    flags = [check.update(np.array(row)) for row in rows]
+    # rows 1-2: column 0 had held one value (no range yet), 3.1 is within 10 % of [1, 3];
+    # row 3: 3.3 <= 3.1 + 0.21; row 4: 4.8 < 5 - 0.1; row 5: 0.7 < 1 - 0.23 (column 1)
+    assert flags == [False, False, False, False, True, True]
+    assert not any(online.RangeCheck(0.0).update(np.array([v])) for v in [1.0, 2.0, 100.0])
+
+
+def test_a_new_extreme_alarms_whatever_the_error():
+    values = np.r_[np.sin(np.arange(400) / 5), 3.0, np.sin(np.arange(401, 600) / 5)][:, None]
+    errors = np.full(len(values), 0.1)  # a forecaster that predicted every row equally well
+    settings = online.AlarmSettings(0.999, 50, range_tolerance=0.05)
+    scored = online.score_errors(errors, settings, 100, values)
+    assert np.flatnonzero(scored.alarms).tolist() == [400]
+    assert scored.likelihood[400] == 1.0  # a rising start widens the range in probation:
+    assert np.flatnonzero(scored.beyond_range[100:]).tolist() == [300]
+    off = online.score_errors(errors, online.AlarmSettings(0.999, 50), 100, values)
+    assert not off.alarms.any()
+
+
 def test_a_level_shift_becomes_the_new_normal():
     values = np.r_[np.zeros(300), np.full(700, 10.0)][:, None]
     values += np.random.default_rng(0).normal(0, 1, values.shape)
@@ -94,8 +116,10 @@ def test_recurring_errors_are_discounted_and_a_new_one_is_not():
     ordinary = np.setdiff1d(np.arange(1000, 4000), [b + k for b in beats for k in range(2)])
     assert np.median(errors[ordinary] - seen[ordinary]) < 0.03
     settings = online.AlarmSettings(0.999, 100, period_strength=0.3)
-    scored = online.score_errors(errors, settings, probation)
-    plain = online.score_errors(errors, online.AlarmSettings(0.999, 100), probation)
+    scored = online.score_errors(errors, settings, probation, errors[:, None])
+    plain = online.score_errors(
+        errors, online.AlarmSettings(0.999, 100), probation, errors[:, None]
+    )
     assert scored.period == periodic.period and plain.period == 0
     assert scored.alarms[3130:3145].any() and plain.alarms[3130:3145].any()
     assert scored.alarms.sum() <= 3 and plain.alarms.sum() >= 10
@@ -261,13 +285,8 @@ def test_exported_savedmodel_errors_give_the_run_alarms(shift_run, tmp_path):
         out_step = step(x=tf.constant(z), first=tf.constant(float(i == 0)), **carry)
         carry = {k: out_step[k] for k in carry}
         errors.append(float(out_step["score"]))
-    settings = online.AlarmSettings(
-        detector["threshold"],
-        detector["alarm_gap"],
-        detector["short_window"],
-        detector["likelihood_window"],
-    )
-    scored = online.score_errors(errors, settings, detector["probation"])
+    settings = online.AlarmSettings.of_detector(detector)
+    scored = online.score_errors(errors, settings, detector["probation"], values)
     np.testing.assert_array_equal(scored.alarms, table["is_anomaly"].to_numpy().astype(bool))
 
 
@@ -287,7 +306,8 @@ def test_predict_on_a_new_csv_gives_the_streaming_alarms(shift_run, tmp_path, ca
     assert predict_cli(child, csv, tmp_path / "out") == 0, capsys.readouterr().err
     out = capsys.readouterr().out.splitlines()
     predicted = pd.read_csv(tmp_path / "out" / "anomalies.csv")
-    assert list(predicted.columns) == ["timestamp", "score", "likelihood", "is_anomaly"]
+    columns = ["timestamp", "score", "likelihood", "is_anomaly", "beyond_range"]
+    assert list(predicted.columns) == columns
     assert len(predicted) == 1200
     run_id = child.info.run_id
     detector = mlflow.artifacts.load_dict(f"runs:/{run_id}/results/detector.json")
@@ -306,7 +326,10 @@ def test_predict_on_a_new_csv_gives_the_streaming_alarms(shift_run, tmp_path, ca
         pd.to_datetime(predicted["timestamp"][alarms])
     )
     assert [rest for _, rest in lines] == [
-        f"{row}, likelihood {predicted['likelihood'][row]:.6f})" for row in alarms
+        f"{row}, beyond the range seen)"
+        if predicted["beyond_range"][row]
+        else f"{row}, likelihood {predicted['likelihood'][row]:.6f})"
+        for row in alarms
     ]
     assert out[-1] == f"{len(alarms)} alarm(s) in {1200 - detector['probation']} scored rows"
 
@@ -321,7 +344,14 @@ def test_predict_on_a_folder_scores_every_csv_like_a_single_file(shift_run, tmp_
     assert predict_cli(child, folder, tmp_path / "all") == 0, capsys.readouterr().err
     out = capsys.readouterr().out.splitlines()
     table = pd.read_csv(tmp_path / "all" / "anomalies.csv")
-    assert list(table.columns) == ["file", "timestamp", "score", "likelihood", "is_anomaly"]
+    assert list(table.columns) == [
+        "file",
+        "timestamp",
+        "score",
+        "likelihood",
+        "is_anomaly",
+        "beyond_range",
+    ]
     assert table["file"].value_counts().to_dict() == {"spike": 1000, "sub/shift": 1100}
     for name in ("spike", "sub/shift"):
         single_out = tmp_path / f"single-{name.replace('/', '-')}"
