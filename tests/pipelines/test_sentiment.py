@@ -26,6 +26,7 @@ from pipelines.sentiment.task import (
     choose_weights,
     explain_texts,
     part_probabilities,
+    with_training_texts,
 )
 from tests.conftest import runs_of
 
@@ -91,7 +92,8 @@ def test_run_is_fully_tracked(trained):
     assert logged.info.status == "FINISHED"
     assert logged.data.tags["task"] == "sentiment" and logged.data.tags["cell"] == "lstm"
     for key in ("cell", "units", "dropout", "weight_decay", "max_tokens", "folds", "data",
-                "embeddings", "experts", "glove_words", "word_dropout", "proxy"):  # fmt: skip
+                "embeddings", "experts", "glove_words", "word_dropout", "proxy",
+                "extra_training"):  # fmt: skip
         assert key in logged.data.params
     assert logged.data.params["experts"] == "lexicon,nbsvm"
     for key in ("test_accuracy", "test_f1", "test_roc_auc", "baseline_majority_accuracy"):
@@ -358,11 +360,30 @@ def test_hashtag_segmentation_prefers_frequent_words():
     assert segment("thebestmovieever") == ["the", "best", "movie", "ever"]
 
 
-def test_proxy_tweets_are_balanced_disjoint_halves():
-    halves = proxy_tweets(per_class=50)
-    for texts, labels in halves.values():
+def test_proxy_tweets_are_balanced_disjoint_halves_and_training_tweets_avoid_them():
+    tweets = proxy_tweets(per_class=50)
+    for half in ("dev", "test"):
+        texts, labels = tweets[half]
         assert len(texts) == 100 and labels.sum() == 50
-    assert not set(halves["dev"][0]) & set(halves["test"][0])
+    assert not set(tweets["dev"][0]) & set(tweets["test"][0])
+    train, train_labels = tweets["train"]
+    assert len(train) > 4000 and 0.3 < train_labels.mean() < 0.5
+    assert not set(train) & (set(tweets["dev"][0]) | set(tweets["test"][0]))
+    assert not any("@united" in text.lower() or "@jetblue" in text.lower() for text in train)
+    airline = np.array(tweets["test"][0], dtype=object)[tweets["airline"]]
+    assert 10 < len(airline) < 90 and all("@" in text for text in airline)
+
+
+def test_extra_training_texts_join_the_training_part_only():
+    texts = np.array(["a", "b", "c", "d"], dtype=object)
+    parts = (np.array([0, 1]), np.array([2]), np.array([3]))
+    texts, labels, (train, validation, test) = with_training_texts(
+        texts, np.array([1, 0, 1, 0]), parts, ["e", "f"], np.array([0, 1])
+    )
+    assert texts[train].tolist() == ["a", "b", "e", "f"] and labels[train].tolist() == [1, 0, 0, 1]
+    assert texts[validation].tolist() == ["c"] and texts[test].tolist() == ["d"]
+    assert SentimentConfig().trains_on_tweets  # the packaged default
+    assert not SentimentConfig(data="mine.csv").trains_on_tweets  # a user's classes: never
 
 
 def test_films_split_holds_out_whole_films():
@@ -520,5 +541,5 @@ def test_help_lists_task_flags(capsys):
         cli(["--help"])
     out = " ".join(capsys.readouterr().out.split())
     for flag in ("--predict", "--model-uri", "--folds", "--text-column", "--cell", "--experts",
-                 "--proxy", "--glove-words"):  # fmt: skip
+                 "--proxy", "--extra-training", "--glove-words"):  # fmt: skip
         assert flag in out
