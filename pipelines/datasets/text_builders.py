@@ -129,7 +129,7 @@ AIRLINE_TWEET = r"@(?:virginamerica|united|southwestair|jetblue|usairways|americ
 
 def proxy_tweets(
     per_class: int = 1000, min_confidence: float = 0.7, seed: int = 0
-) -> dict[str, tuple[list[str], np.ndarray]]:
+) -> dict[str, tuple[list[str], np.ndarray] | np.ndarray]:
     """Tweets for measuring how a model trained elsewhere holds up on text people write:
     ``per_class`` positive and as many negative tweets whose raters agreed at least
     ``min_confidence``, split into ``dev`` (for choices such as ensemble weights) and ``test``
@@ -138,8 +138,8 @@ def proxy_tweets(
 
     ``train`` holds the other tweets raters agreed on, except every tweet addressed to an
     airline or repeating a text of the halves (retweets): training on them leaves the test
-    half's airline tweets (about half of it, 2:1 negative, ``airline`` marks them) a topic no
-    training text was about."""
+    half's airline tweets (about half of it, 2:1 negative; the ``airline`` mask marks them) a
+    topic no training text was about."""
     frame = pd.read_csv(CROWDFLOWER_TWEETS.path(), encoding="latin-1", dtype=str,
                         keep_default_na=False)  # fmt: skip
     confidence = pd.to_numeric(frame["confidence"], errors="coerce").fillna(1.0)

@@ -374,8 +374,8 @@ class SentimentTask(Task):
             proxy, _ = part_metrics(model, np.array(texts, dtype=object), proxy_labels)
             metrics |= {f"tweets_{name}": value for name, value in proxy.items()}
             airline = info["proxy"]["airline"]
-            texts = np.array(texts, dtype=object)[airline]
-            unseen, _ = part_metrics(model, texts, proxy_labels[airline])
+            airline_texts = np.array(texts, dtype=object)[airline]
+            unseen, _ = part_metrics(model, airline_texts, proxy_labels[airline])
             metrics |= {f"tweets_airlines_{name}": value for name, value in unseen.items()}
         names = part_names(model)
         metrics |= {
